@@ -1,0 +1,1 @@
+"""The author side: the manifest builder, signing, severing."""

@@ -1,0 +1,1 @@
+"""The suitkit command line."""

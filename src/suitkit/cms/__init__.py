@@ -1,0 +1,1 @@
+"""CMS-protected firmware packages (RFC 4108)."""

@@ -1,0 +1,1 @@
+"""The device side: the manifest processor, platform interfaces, the simulated device."""

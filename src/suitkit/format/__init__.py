@@ -1,0 +1,1 @@
+"""The SUIT format: codepoints, CBOR, the typed model, authentication."""

@@ -1,0 +1,385 @@
+"""The CBOR layer: deterministic encoding, strict decoding, diagnostic notation.
+
+Encoding follows RFC 8949 §4.2.1 ("Core Deterministic Encoding"): preferred (shortest) argument
+encoding, definite lengths only, and map keys sorted in the *bytewise lexicographic order of their
+deterministic encodings*. cbor2's ``canonical=True`` implements the older RFC 7049 length-first
+order instead (it puts -1 before 24), so suitkit sorts maps itself and lets cbor2 write them in
+that order.
+
+Decoding is strict (manifest §8 asks for deterministic CBOR; RFC 8949 §5.6 for duplicate keys):
+duplicate map keys, indefinite-length items, trailing bytes after the item, nesting deeper than
+:attr:`Limits.max_depth`, inputs larger than :attr:`Limits.max_input` and lengths that run past the
+end of the input are all :class:`~suitkit.errors.DecodeError`.
+
+cbor2's C decoder does the work; this module adds the checks it lacks and turns its exceptions
+into suitkit errors that name where the failure was.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import cbor2
+
+from suitkit.errors import DecodeError, LimitExceededError
+
+CBORTag = cbor2.CBORTag
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "CBORTag",
+    "Comment",
+    "Limits",
+    "Raw",
+    "Wrapped",
+    "diag",
+    "dumps",
+    "key_order",
+    "loads",
+    "sorted_map",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Bounds on untrusted input, checked before anything is allocated for it.
+
+    The defaults suit a gateway or a simulated device; a Class 1 device would use far smaller ones.
+    """
+
+    #: Largest CBOR input decoded at once (an envelope without integrated payloads is far smaller).
+    max_input: int = 64 * 1024 * 1024
+    #: Deepest container nesting inside one bstr-wrapped layer.
+    max_depth: int = 16
+    #: Deepest nesting of bstr-wrapped command sequences (try-each / run-sequence).
+    max_sequence_depth: int = 8
+    #: Most components a manifest may declare.
+    max_components: int = 64
+    #: Most commands in one command sequence.
+    max_commands: int = 1024
+
+
+DEFAULT_LIMITS = Limits()
+
+
+class Raw:
+    """An item that is already CBOR-encoded; :func:`dumps` writes its bytes unchanged.
+
+    suitkit keeps the bytes it was given (bstr-wrapped layers, signed structures) and writes them
+    back as they were, so digests and signatures over them stay valid.
+    """
+
+    __slots__ = ("encoded",)
+
+    def __init__(self, encoded: bytes) -> None:
+        self.encoded = encoded
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Raw) and other.encoded == self.encoded
+
+    def __hash__(self) -> int:
+        return hash(self.encoded)
+
+    def __repr__(self) -> str:
+        return f"Raw({self.encoded.hex()})"
+
+
+# --- encoding --------------------------------------------------------------------------------
+
+
+def key_order(key: Any) -> tuple[int, Any]:
+    """Sort key giving RFC 8949 §4.2.1 order: bytewise lexicographic order of encoded keys.
+
+    Integers are ordered without encoding them: unsigned integers (major type 0) come first in
+    numeric order, then negative integers (major type 1) by increasing magnitude, which is exactly
+    how their shortest encodings compare bytewise. Every other key is compared by its encoding.
+    """
+    if type(key) is int:
+        return (0, key) if key >= 0 else (1, -1 - key)
+    return (2, dumps(key))
+
+
+def sorted_map(mapping: Mapping[Any, Any]) -> dict[Any, Any]:
+    """A copy of ``mapping`` with its keys in deterministic order (keys only; values untouched)."""
+    return {k: mapping[k] for k in sorted(mapping, key=key_order)}
+
+
+def _default(encoder: Any, value: Any) -> None:
+    if isinstance(value, Raw):
+        encoder.write(value.encoded)
+        return
+    if isinstance(value, Wrapped):
+        encoder.encode(dumps(value.value))
+        return
+    if isinstance(value, Comment):
+        encoder.encode(_normalise(value.value))
+        return
+    raise TypeError(f"cannot encode {type(value).__name__} as CBOR")
+
+
+def _normalise(obj: Any) -> Any:
+    """Sort every map (recursively) so that cbor2, which keeps insertion order, writes them
+    deterministically. Leaves that need no work are returned as they are."""
+    t = type(obj)
+    if t is int or t is bytes or t is str or obj is None or t is bool or t is Raw:
+        return obj
+    if t is dict or isinstance(obj, Mapping):
+        return {k: _normalise(obj[k]) for k in sorted(obj, key=key_order)}
+    if t is list or t is tuple:
+        return [_normalise(v) for v in obj]
+    if t is CBORTag:
+        return CBORTag(obj.tag, _normalise(obj.value))
+    return obj
+
+
+def dumps(obj: Any) -> bytes:
+    """Encode ``obj`` as deterministic CBOR (RFC 8949 §4.2.1).
+
+    Accepts int, bool, None, bytes, str, list/tuple, dict (any Mapping), :class:`CBORTag`, and
+    the markers :class:`Raw` (written verbatim) and :class:`Wrapped` (encoded, then bstr-wrapped).
+    Floats are refused: SUIT has none, and deterministic float encoding is a trap.
+    """
+    if isinstance(obj, float):
+        raise TypeError("suitkit does not encode floating-point values")
+    return bytes(cbor2.dumps(_normalise(obj), default=_default))
+
+
+# --- decoding --------------------------------------------------------------------------------
+
+_local = threading.local()
+
+
+def _decoder(max_depth: int) -> Any:
+    dec = getattr(_local, "decoder", None)
+    if dec is None or dec.max_depth != max_depth:
+        dec = cbor2.CBORDecoder(
+            io.BytesIO(b""),
+            allow_indefinite=False,
+            allow_duplicate_keys=False,
+            max_depth=max_depth,
+        )
+        _local.decoder = dec
+    return dec
+
+
+def loads(
+    data: bytes,
+    *,
+    what: str = "CBOR item",
+    path: str | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+) -> Any:
+    """Decode exactly one CBOR item from ``data``, strictly.
+
+    ``what`` names the item in error messages ("SUIT_Manifest", "COSE_Sign1", ...); ``path`` says
+    where it sits in the enclosing document.
+    """
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise TypeError(f"expected bytes, got {type(data).__name__}")
+    n = len(data)
+    if n > limits.max_input:
+        raise LimitExceededError(
+            f"{what} is {n} bytes, more than the limit of {limits.max_input}", path=path
+        )
+    if n == 0:
+        raise DecodeError(f"{what} is empty", path=path)
+    stream = io.BytesIO(data)
+    dec = _decoder(limits.max_depth)
+    dec.fp = stream
+    try:
+        value = dec.decode()
+    except cbor2.CBORDecodeEOF as exc:
+        raise DecodeError(f"{what} is truncated: {exc}", path=path) from None
+    except cbor2.CBORDecodeError as exc:
+        msg = str(exc)
+        if "depth" in msg:
+            raise LimitExceededError(f"{what} is nested too deeply: {msg}", path=path) from None
+        raise DecodeError(f"{what} is not well-formed CBOR: {msg}", path=path) from None
+    except (RecursionError, MemoryError, OverflowError, ValueError, TypeError) as exc:
+        raise DecodeError(f"{what} cannot be decoded: {exc}", path=path) from None
+    finally:
+        dec.fp = _EMPTY
+    end = stream.tell()
+    if end != n:
+        raise DecodeError(
+            f"{what} has {n - end} trailing byte(s) after the item at offset {end}", path=path
+        )
+    return value
+
+
+_EMPTY = io.BytesIO(b"")
+
+
+def iter_items(value: Any) -> Iterator[Any]:
+    """Yield every item nested in ``value`` (depth first), for callers that scan decoded data."""
+    yield value
+    if isinstance(value, list | tuple):
+        for v in value:
+            yield from iter_items(v)
+    elif isinstance(value, Mapping):
+        for k, v in value.items():
+            yield from iter_items(k)
+            yield from iter_items(v)
+    elif isinstance(value, CBORTag):
+        yield from iter_items(value.value)
+
+
+# --- diagnostic notation ---------------------------------------------------------------------
+
+
+class Wrapped:
+    """Marks a value that is bstr-wrapped CBOR (``bstr .cbor X``): diag shows ``<< ... >>``."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+class Comment:
+    """A value with a diagnostic-notation comment (``/ name /``) shown before it."""
+
+    __slots__ = ("comment", "value")
+
+    def __init__(self, value: Any, comment: str) -> None:
+        self.value = value
+        self.comment = comment
+
+
+KeyNamer = Callable[[Any], str | None]
+
+
+def _diag_text(s: str) -> str:
+    out = ['"']
+    for ch in s:
+        if ch == '"':
+            out.append('\\"')
+        elif ch == "\\":
+            out.append("\\\\")
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ord(ch) < 0x20:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def diag(value: Any, *, indent: int = 2, comments: bool = True) -> str:
+    """Render ``value`` in CBOR diagnostic notation (RFC 8949 §8), in the layout of the SUIT
+    spec's appendix: one item per line, ``<< >>`` around :class:`Wrapped` values, and
+    ``/ name /`` comments from :class:`Comment` markers when ``comments`` is true."""
+    lines: list[str] = []
+    _diag(value, 0, indent, comments, lines, "", "")
+    return "\n".join(lines)
+
+
+def _scalar(value: Any) -> str | None:
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, bytes | bytearray):
+        return f"h'{bytes(value).hex()}'"
+    if isinstance(value, str):
+        return _diag_text(value)
+    if isinstance(value, Raw):
+        return f"<raw h'{value.encoded.hex()}'>"
+    if value is cbor2.undefined:
+        return "undefined"
+    if isinstance(value, cbor2.CBORSimpleValue):
+        return f"simple({value.value})"
+    if isinstance(value, float):
+        return repr(value)
+    return None
+
+
+def _diag(
+    value: Any,
+    level: int,
+    indent: int,
+    comments: bool,
+    lines: list[str],
+    prefix: str,
+    suffix: str,
+) -> None:
+    pad = " " * (indent * level)
+    comment = ""
+    while isinstance(value, Comment):
+        if comments:
+            comment = f"/ {value.comment} / "
+        value = value.value
+    scalar = _scalar(value)
+    if scalar is not None:
+        lines.append(f"{pad}{prefix}{comment}{scalar}{suffix}")
+        return
+    if isinstance(value, Wrapped):
+        _diag(value.value, level, indent, comments, lines, f"{prefix}{comment}<< ", " >>" + suffix)
+        return
+    if isinstance(value, CBORTag):
+        inner: list[str] = []
+        _diag(value.value, level, indent, comments, inner, f"{value.tag}(", ")" + suffix)
+        first = inner[0][len(pad) :]
+        inner[0] = f"{pad}{prefix}{comment}{first}"
+        lines.extend(inner)
+        return
+    if isinstance(value, Mapping):
+        if not value:
+            lines.append(f"{pad}{prefix}{comment}{{}}{suffix}")
+            return
+        lines.append(f"{pad}{prefix}{comment}{{")
+        items = list(value.items())
+        for i, (k, v) in enumerate(items):
+            sep = "," if i < len(items) - 1 else ""
+            key_text = _key_diag(k, comments)
+            _diag(v, level + 1, indent, comments, lines, f"{key_text}: ", sep)
+        lines.append(f"{pad}}}{suffix}")
+        return
+    if isinstance(value, Sequence):
+        if not value:
+            lines.append(f"{pad}{prefix}{comment}[]{suffix}")
+            return
+        lines.append(f"{pad}{prefix}{comment}[")
+        for i, v in enumerate(value):
+            sep = "," if i < len(value) - 1 else ""
+            _diag(v, level + 1, indent, comments, lines, "", sep)
+        lines.append(f"{pad}]{suffix}")
+        return
+    raise TypeError(f"cannot show {type(value).__name__} in diagnostic notation")
+
+
+def _key_diag(key: Any, comments: bool) -> str:
+    comment = ""
+    while isinstance(key, Comment):
+        if comments:
+            comment = f"/ {key.comment} / "
+        key = key.value
+    scalar = _scalar(key)
+    if scalar is not None:
+        return f"{comment}{scalar}"
+    # composite keys (component identifiers in SUIT_Text_LMap) are shown on one line
+    return comment + _inline(key)
+
+
+def _inline(value: Any) -> str:
+    scalar = _scalar(value)
+    if scalar is not None:
+        return scalar
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{_inline(k)}: {_inline(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, CBORTag):
+        return f"{value.tag}({_inline(value.value)})"
+    if isinstance(value, Sequence):
+        return "[" + ", ".join(_inline(v) for v in value) + "]"
+    return repr(value)
