@@ -98,8 +98,8 @@ def key_order(key: Any) -> tuple[int, Any]:
     numeric order, then negative integers (major type 1) by increasing magnitude, which is exactly
     how their shortest encodings compare bytewise. Every other key is compared by its encoding.
     """
-    if type(key) is int:
-        return (0, key) if key >= 0 else (1, -1 - key)
+    if isinstance(key, int) and type(key) is not bool:
+        return (0, int(key)) if key >= 0 else (1, -1 - int(key))
     return (2, dumps(key))
 
 
@@ -208,6 +208,24 @@ def loads(
         raise DecodeError(
             f"{what} has {n - end} trailing byte(s) after the item at offset {end}", path=path
         )
+    if type(value) is CBORTag:
+        # cbor2 decodes the content of a tag as immutable (tuple, frozendict); suitkit's
+        # decoders expect the same types everywhere, so give lists and dicts back.
+        return _thaw(value)
+    return value
+
+
+_FROZENDICT = cbor2.frozendict
+
+
+def _thaw(value: Any) -> Any:
+    t = type(value)
+    if t is tuple:
+        return [_thaw(v) for v in value]
+    if t is _FROZENDICT:
+        return {k: _thaw(v) for k, v in value.items()}
+    if t is CBORTag:
+        return CBORTag(value.tag, _thaw(value.value))
     return value
 
 
