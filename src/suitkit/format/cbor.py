@@ -361,7 +361,18 @@ def _diag(
         for i, (k, v) in enumerate(items):
             sep = "," if i < len(items) - 1 else ""
             key_text = _key_diag(k, comments)
-            _diag(v, level + 1, indent, comments, lines, f"{key_text}: ", sep)
+            if key_text is not None:
+                _diag(v, level + 1, indent, comments, lines, f"{key_text}: ", sep)
+                continue
+            # a composite key (component identifiers in SUIT_Text_LMap) spans lines too
+            key_lines: list[str] = []
+            _diag(k, level + 1, indent, comments, key_lines, "", "")
+            value_lines: list[str] = []
+            _diag(v, level + 1, indent, comments, value_lines, "", sep)
+            inner_pad = " " * (indent * (level + 1))
+            lines.extend(key_lines[:-1])
+            lines.append(key_lines[-1] + ": " + value_lines[0][len(inner_pad) :])
+            lines.extend(value_lines[1:])
         lines.append(f"{pad}}}{suffix}")
         return
     if isinstance(value, Sequence):
@@ -377,17 +388,15 @@ def _diag(
     raise TypeError(f"cannot show {type(value).__name__} in diagnostic notation")
 
 
-def _key_diag(key: Any, comments: bool) -> str:
+def _key_diag(key: Any, comments: bool) -> str | None:
+    """A scalar map key as text (with its comment); None for a composite key."""
     comment = ""
     while isinstance(key, Comment):
         if comments:
             comment = f"/ {key.comment} / "
         key = key.value
     scalar = _scalar(key)
-    if scalar is not None:
-        return f"{comment}{scalar}"
-    # composite keys (component identifiers in SUIT_Text_LMap) are shown on one line
-    return comment + _inline(key)
+    return None if scalar is None else f"{comment}{scalar}"
 
 
 def _inline(value: Any) -> str:
@@ -401,3 +410,26 @@ def _inline(value: Any) -> str:
     if isinstance(value, Sequence):
         return "[" + ", ".join(_inline(v) for v in value) + "]"
     return repr(value)
+
+
+#: Tags of the COSE structures whose first element is a bstr-wrapped protected header.
+_COSE_TAGS = (16, 17, 18, 96, 97, 98)  # RFC 9052 §2: Encrypt0, Mac0, Sign1, Encrypt, Mac, Sign
+
+
+def cose_diag(value: Any) -> Any:
+    """Diagnostic form of a COSE structure: protected headers shown as ``<< {...} >>``, and the
+    same for the signers / recipients nested in it (RFC 9052 §4.1, §5.1, §6.1)."""
+    if type(value) is CBORTag and value.tag in _COSE_TAGS:
+        return CBORTag(value.tag, cose_diag(value.value))
+    if type(value) is list and len(value) >= 3 and type(value[0]) is bytes:
+        out = list(value)
+        if out[0]:
+            try:
+                out[0] = Wrapped(loads(out[0]))
+            except DecodeError:
+                pass
+        for i in range(3, len(out)):
+            if type(out[i]) is list and out[i] and all(type(x) is list for x in out[i]):
+                out[i] = [cose_diag(x) for x in out[i]]
+        return out
+    return value

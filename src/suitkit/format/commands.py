@@ -196,6 +196,17 @@ _POLICY_CLASSES: dict[int, type[PolicyCommand]] = {
 }
 
 
+def policy_command(code: int, reporting_policy: int = 0) -> PolicyCommand:
+    """The typed command for a reporting-policy command code (``ConditionImageMatch`` for 3)."""
+    cls = _POLICY_CLASSES.get(code)
+    if cls is None:
+        return PolicyCommand(code, reporting_policy)
+    cmd = cls.__new__(cls)
+    object.__setattr__(cmd, "code", code)
+    object.__setattr__(cmd, "reporting_policy", reporting_policy)
+    return cmd
+
+
 IndexArg = Union[int, bool, tuple[int, ...]]
 
 
@@ -512,12 +523,7 @@ def _decode_command(
             raise DecodeError(
                 f"{command_name(code)} takes a reporting policy (uint)", path=path
             )
-        if cls is None:
-            return PolicyCommand(code, arg)
-        cmd = cls.__new__(cls)
-        object.__setattr__(cmd, "code", code)
-        object.__setattr__(cmd, "reporting_policy", arg)
-        return cmd
+        return policy_command(code, arg)
     if code == Command.SET_COMPONENT_INDEX:
         return SetComponentIndex(_index_arg(arg, path))
     if code == Command.OVERRIDE_PARAMETERS:

@@ -74,10 +74,13 @@ class AuthenticationWrapper:
         out: list[Any] = [cbor.Wrapped(self.digest.to_diag())]
         for b in self.blocks:
             try:
-                out.append(cbor.Wrapped(cbor.loads(b)))
+                out.append(cbor.Wrapped(cbor.cose_diag(cbor.loads(b))))
             except DecodeError:
                 out.append(b)
         return out
+
+
+
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +180,11 @@ class Envelope:
             out[name(k)] = v
         for key, payload in self.integrated_payloads.items():
             out[key] = payload
+            if payload[:2] == b"\xd8\x6b":  # an integrated envelope (trust domains §5.3)
+                try:
+                    out[key] = cbor.Wrapped(Envelope.decode(payload).to_diag())
+                except DecodeError:
+                    pass
         return cbor.CBORTag(Tag.SUIT_ENVELOPE, out) if self.tagged else out
 
 

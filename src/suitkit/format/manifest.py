@@ -66,7 +66,7 @@ class TextLMap:
             cbor.Comment(k, TextKey.name_of(k) or str(k)): v for k, v in self.texts.items()
         }
         for cid, m in self.components.items():
-            out[list(cid)] = {
+            out[cid] = {
                 cbor.Comment(k, TextComponentKey.name_of(k) or str(k)): v for k, v in m.items()
             }
         return out

@@ -177,7 +177,7 @@ def value_to_diag(code: int, value: Any) -> Any:
         return cbor.Wrapped(value.to_diag())
     if t is EncryptionInfo or t is BstrCbor:
         try:
-            return cbor.Wrapped(cbor.loads(value.encoded))
+            return cbor.Wrapped(cbor.cose_diag(cbor.loads(value.encoded)))
         except DecodeError:
             return value.encoded
     if t is CborPen:
