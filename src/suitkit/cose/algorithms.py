@@ -23,6 +23,7 @@ import hmac
 from collections.abc import Callable
 from typing import Any, Final, Protocol, runtime_checkable
 
+import pyhsslms
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, keywrap
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -31,7 +32,6 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     encode_dss_signature,
 )
 
-import pyhsslms
 from suitkit.cose.keys import _EC_CURVES, CoseKey, _HssState
 from suitkit.errors import AlgorithmUnsupportedError, AuthenticationError, KeyFormatError
 from suitkit.format.codepoints import CoseAlgorithm, CoseCurve, CoseKeyType
@@ -118,7 +118,9 @@ def default_algorithm(key: CoseKey) -> CoseAlgorithm:
     ``alg`` if it has one, else ESP256/ESP384/ESP512 by curve, Ed25519, HSS-LMS, the ML-DSA
     variant of an AKP key, or HMAC 256/256 for a symmetric key of 32 bytes or more."""
     if key.alg is not None:
-        return key.alg
+        if key.alg in SIGNATURE_ALGORITHMS or key.alg in MAC_ALGORITHMS:
+            return key.alg
+        raise KeyFormatError(f"{key!r} is a {key.alg.spec_name} key, not a signing or MAC key")
     if key.kty is CoseKeyType.EC2 and key.curve in _DEFAULT_EC:
         return _DEFAULT_EC[key.curve]
     if key.kty is CoseKeyType.OKP and key.curve is CoseCurve.ED25519:

@@ -469,7 +469,7 @@ class CoseKey:
         if not isinstance(m, Mapping):
             raise KeyFormatError("a COSE_Key must be a CBOR map")
         kty_v = m.get(_KTY)
-        if type(kty_v) is not int:
+        if not _is_int(kty_v):
             raise KeyFormatError("COSE_Key has no integer kty (label 1)")
         try:
             kty = CoseKeyType(kty_v)
@@ -481,7 +481,7 @@ class CoseKey:
         alg_v = m.get(_ALG)
         alg: CoseAlgorithm | None = None
         if alg_v is not None:
-            if type(alg_v) is not int:
+            if not _is_int(alg_v):
                 raise AlgorithmUnsupportedError(f"COSE_Key alg {alg_v!r} is not supported")
             try:
                 alg = CoseAlgorithm(alg_v)
@@ -802,9 +802,14 @@ def _password_hint(exc: TypeError) -> str:
     return f"bad password argument ({msg})"
 
 
+def _is_int(v: Any) -> bool:
+    """An integer label or value (IntEnum members included, bools excluded)."""
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
 def _curve(m: Mapping[Any, Any]) -> CoseCurve:
     v = m.get(_CRV)
-    if type(v) is not int:
+    if not _is_int(v):
         raise KeyFormatError("COSE_Key has no integer crv (label -1)")
     try:
         return CoseCurve(v)

@@ -1,0 +1,289 @@
+"""Authenticating a SUIT envelope (manifest §6.2, §8.3, §8.5).
+
+The order is the spec's: parse only the envelope map and the authentication wrapper; check that
+the SUIT_Digest matches the bstr-wrapped manifest *including its CBOR byte-string header*; verify
+the COSE authentication blocks over that digest; only then parse the manifest; then check every
+severable member that is present (in the envelope, or supplied separately) against the digest the
+manifest holds for it. Verification raises on failure; on success it returns what was checked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from suitkit.cose import messages as cose
+from suitkit.cose.keys import CoseKey
+from suitkit.errors import AuthenticationError, DecodeError, SuitError
+from suitkit.format.cbor import DEFAULT_LIMITS, Limits
+from suitkit.format.codepoints import ManifestKey
+from suitkit.format.digest import Digest, Hasher
+from suitkit.format.envelope import Envelope, SeverableMember, decode_outer, decode_severable_member
+from suitkit.format.manifest import SEVERABLE_SEQUENCES, Manifest
+
+_COSE_NAMES = {
+    cose.CoseSign1: "COSE_Sign1",
+    cose.CoseSign: "COSE_Sign",
+    cose.CoseMac0: "COSE_Mac0",
+    cose.CoseMac: "COSE_Mac",
+}
+
+
+def bstr_header(length: int) -> bytes:
+    """The CBOR head of a byte string of ``length`` bytes (RFC 8949 §3, major type 2)."""
+    if length < 24:
+        return bytes([0x40 | length])
+    if length < 0x100:
+        return bytes([0x58, length])
+    if length < 0x10000:
+        return b"\x59" + length.to_bytes(2, "big")
+    if length < 0x100000000:
+        return b"\x5a" + length.to_bytes(4, "big")
+    return b"\x5b" + length.to_bytes(8, "big")
+
+
+def digest_of_wrapped(digest: Digest, content: bytes) -> bool:
+    """Does ``digest`` cover ``content`` as a bstr-wrapped item (header included)? Constant-time."""
+    h = Hasher(digest.algorithm)
+    h.update(bstr_header(len(content)))
+    h.update(content)
+    return digest.matches(h.digest())
+
+
+@dataclass(frozen=True, slots=True)
+class BlockResult:
+    """The outcome of one SUIT_Authentication_Block."""
+
+    index: int
+    structure: str
+    algorithm: str
+    kid: bytes | None
+    verified: bool
+    key_id: bytes | None = None  # thumbprint-derived id of the trusted key that verified
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "structure": self.structure,
+            "algorithm": self.algorithm,
+            "kid": self.kid.hex() if self.kid is not None else None,
+            "verified": self.verified,
+            "trusted-key-id": self.key_id.hex() if self.key_id is not None else None,
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class AuthenticationResult:
+    """What :func:`authenticate` checked."""
+
+    digest: Digest
+    blocks: tuple[BlockResult, ...]
+    members_checked: tuple[int, ...] = ()
+    members_severed: tuple[int, ...] = ()
+
+    @property
+    def verified_blocks(self) -> tuple[BlockResult, ...]:
+        return tuple(b for b in self.blocks if b.verified)
+
+
+@dataclass(frozen=True, slots=True)
+class AuthenticatedEnvelope:
+    """An envelope whose manifest is authentic and whose present severable members match."""
+
+    envelope: Envelope
+    result: AuthenticationResult
+    _extra: Mapping[int, SeverableMember] = field(default_factory=dict)
+
+    @property
+    def manifest(self) -> Manifest:
+        return self.envelope.manifest
+
+    def member(self, key: int) -> SeverableMember | None:
+        """A severable member by manifest key, whether it stayed in the manifest, came in the
+        envelope, or was supplied separately (each one checked against its digest)."""
+        m = self.envelope.manifest
+        held = m.text if key == ManifestKey.TEXT else m.sequence(key)
+        if held is not None and not isinstance(held, Digest):
+            return held
+        return self.envelope.severable.get(key) or self._extra.get(key)
+
+    def describe(self) -> dict[str, Any]:
+        m = self.manifest
+        return {
+            "authentic": True,
+            "manifest-digest": self.result.digest.to_json(),
+            "sequence-number": m.sequence_number,
+            "blocks": [b.to_json() for b in self.result.blocks],
+            "members-checked": [ManifestKey(k).spec_name for k in self.result.members_checked],
+            "members-severed": [ManifestKey(k).spec_name for k in self.result.members_severed],
+        }
+
+    def summary_lines(self) -> list[str]:
+        r = self.result
+        m = self.manifest
+        lines = [
+            f"manifest digest: {r.digest.algorithm_name} {r.digest.value.hex()} (matches)",
+        ]
+        for b in r.blocks:
+            kid = f" kid {b.kid.hex()}" if b.kid else ""
+            if b.verified:
+                key = f" by trusted key {b.key_id.hex()}" if b.key_id else ""
+                lines.append(f"block {b.index}: {b.structure} {b.algorithm}{kid}: verified{key}")
+            else:
+                lines.append(f"block {b.index}: {b.structure} {b.algorithm}{kid}: not verified "
+                             f"({b.error})")
+        for k in r.members_checked:
+            lines.append(f"severable member {ManifestKey(k).spec_name}: present, digest matches")
+        for k in r.members_severed:
+            lines.append(f"severable member {ManifestKey(k).spec_name}: severed (not checked)")
+        lines.append(f"OK: authentic manifest, sequence number {m.sequence_number}, "
+                     f"{len(m.common.components)} component(s)")
+        return lines
+
+
+def authenticate(
+    data: bytes,
+    trusted_keys: Iterable[CoseKey],
+    *,
+    severed: Mapping[int, bytes] | Iterable[bytes] | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+) -> AuthenticatedEnvelope:
+    """Authenticate an encoded envelope and return it parsed.
+
+    ``severed`` supplies severable members that are not in the envelope: their encoded bytes
+    (the content of the bstr), either keyed by manifest key or as a plain list, matched to the
+    manifest's digests. Raises :class:`~suitkit.errors.AuthenticationError` if the digest does
+    not match, no block verifies under a trusted key, or a member does not match its digest;
+    :class:`~suitkit.errors.DecodeError` for malformed input.
+    """
+    keys = list(trusted_keys)
+    outer = decode_outer(data, limits=limits)
+    auth = outer.authentication
+    # §8.3: the digest covers the bstr-wrapped manifest, CBOR header included.
+    if not digest_of_wrapped(auth.digest, outer.manifest_bytes):
+        raise AuthenticationError(
+            "the manifest does not match the SUIT_Digest in the authentication wrapper",
+            path="envelope/authentication-wrapper/digest",
+        )
+    if not auth.blocks:
+        raise AuthenticationError(
+            "the envelope is not authenticated: its authentication wrapper holds only the "
+            "digest, no signature or MAC (§8.3)",
+            path="envelope/authentication-wrapper",
+        )
+    if not keys:
+        raise AuthenticationError("no trusted key was given to verify the envelope with")
+    payload = auth.digest.encoded  # §8.3: the detached payload is the bstr-wrapped SUIT_Digest
+    results = []
+    for i, block in enumerate(auth.blocks):
+        where = f"envelope/authentication-wrapper[{i + 1}]"
+        msg = cose.decode(block, path=where, limits=limits)
+        name = _COSE_NAMES.get(type(msg), "COSE")
+        try:
+            vr = msg.verify(keys, payload=payload)
+        except AuthenticationError as exc:
+            results.append(
+                BlockResult(i + 1, name, _alg_text(msg), _kid(msg), False, error=exc.message)
+            )
+            continue
+        results.append(
+            BlockResult(i + 1, name, vr.alg.spec_name, vr.kid, True, key_id=_key_id(vr.key))
+        )
+    if not any(r.verified for r in results):
+        reasons = "; ".join(f"block {r.index}: {r.error}" for r in results)
+        raise AuthenticationError(
+            f"no authentication block verifies under a trusted key ({reasons})",
+            path="envelope/authentication-wrapper",
+        )
+    # Authentic: now the manifest may be parsed (§6.2).
+    manifest = Manifest.decode(outer.manifest_bytes, "envelope/manifest", limits)
+    members, extra, checked, missing = _check_members(manifest, outer.severable, severed, limits)
+    envelope = Envelope(
+        auth, manifest, members, outer.integrated_payloads, outer.extensions, outer.tagged
+    )
+    object.__setattr__(envelope, "_encoded", bytes(data))
+    result = AuthenticationResult(auth.digest, tuple(results), checked, missing)
+    return AuthenticatedEnvelope(envelope, result, extra)
+
+
+def _check_members(
+    manifest: Manifest,
+    in_envelope: Mapping[int, bytes],
+    supplied: Mapping[int, bytes] | Iterable[bytes] | None,
+    limits: Limits,
+) -> tuple[dict[int, SeverableMember], dict[int, SeverableMember], tuple[int, ...], tuple[int, ...]]:
+    digests: dict[int, Digest] = {}
+    for key in (*SEVERABLE_SEQUENCES, ManifestKey.TEXT):
+        held = manifest.text if key == ManifestKey.TEXT else manifest.sequence(key)
+        if isinstance(held, Digest):
+            digests[key] = held
+    members: dict[int, SeverableMember] = {}
+    for key, content in in_envelope.items():
+        name = ManifestKey.name_of(key) or str(key)
+        d = digests.get(key)
+        if d is None:
+            raise DecodeError(
+                f"the envelope carries a {name} member that the manifest does not sever",
+                path=f"envelope/{name}",
+            )
+        if not digest_of_wrapped(d, content):
+            raise AuthenticationError(
+                f"the {name} member does not match its digest in the manifest (§8.5)",
+                path=f"envelope/{name}",
+            )
+        members[key] = decode_severable_member(key, content, limits)
+    extra: dict[int, SeverableMember] = {}
+    if supplied:
+        items: Sequence[tuple[int | None, bytes]]
+        if isinstance(supplied, Mapping):
+            items = [(k, v) for k, v in supplied.items()]
+        else:
+            items = [(None, v) for v in supplied]
+        for key, content in items:
+            candidates = [key] if key is not None else [k for k in digests if k not in members]
+            match = next(
+                (k for k in candidates if k in digests and digest_of_wrapped(digests[k], content)),
+                None,
+            )
+            if match is None:
+                what = ManifestKey.name_of(key) if key is not None else "supplied"
+                raise AuthenticationError(
+                    f"the {what} severable member matches no digest in the manifest (§8.5)",
+                    path="severed",
+                )
+            extra[match] = decode_severable_member(match, content, limits)
+    checked = tuple(sorted([*members, *extra]))
+    missing = tuple(sorted(k for k in digests if k not in members and k not in extra))
+    return members, extra, checked, missing
+
+
+def _alg_text(msg: Any) -> str:
+    try:
+        return str(msg.headers.algorithm("COSE").spec_name)
+    except (SuitError, AttributeError):
+        return "?"
+
+
+def _kid(msg: Any) -> bytes | None:
+    kid = getattr(msg, "kid", None)
+    return kid if isinstance(kid, bytes) else None
+
+
+def _key_id(key: CoseKey) -> bytes | None:
+    if key.kid is not None:
+        return key.kid
+    try:
+        from suitkit.cose.keys import key_id_of
+
+        return key_id_of(key)
+    except (SuitError, ValueError, TypeError):
+        return None
+
+
+def severed_members_from_files(paths: Iterable[Path]) -> list[bytes]:
+    """Read severed members saved by ``suitkit sever --save`` (each file: the member's bytes)."""
+    return [Path(p).read_bytes() for p in paths]
