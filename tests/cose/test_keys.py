@@ -218,7 +218,8 @@ def test_key_id_of_is_a_truncated_rfc9679_thumbprint(example_private: CoseKey) -
     required = {k: m[k] for k in (1, -1, -2, -3)}
     assert example_private.thumbprint() == hashlib.sha256(cbor.dumps(required)).digest()
     assert key_id_of(example_private) == example_private.thumbprint()[:8]
-    assert example_private.with_kid().kid == key_id_of(example_private.public_key())
+    assert example_private.with_derived_kid().kid == key_id_of(example_private.public_key())
+    assert example_private.with_kid(b"x").with_kid(None).kid is None
 
 
 # --- bad input -------------------------------------------------------------------------------

@@ -252,10 +252,14 @@ class CoseKey:
             return self
         return replace(self, _private=None)
 
-    def with_kid(self, kid: bytes | None = None) -> CoseKey:
-        """A copy with ``kid`` (default: :func:`key_id_of` this key). An HSS-LMS private copy
-        shares the signing state (and state file) of the original."""
-        return replace(self, kid=key_id_of(self) if kid is None else bytes(kid))
+    def with_kid(self, kid: bytes | None) -> CoseKey:
+        """A copy with ``kid`` (None: without a kid). An HSS-LMS private copy shares the signing
+        state (and state file) of the original."""
+        return replace(self, kid=None if kid is None else bytes(kid))
+
+    def with_derived_kid(self) -> CoseKey:
+        """A copy whose kid is :func:`key_id_of` this key."""
+        return replace(self, kid=key_id_of(self))
 
     def with_alg(self, alg: CoseAlgorithm | None) -> CoseKey:
         """A copy restricted to ``alg`` (or unrestricted with None)."""

@@ -67,9 +67,13 @@ class CommandEvent:
             "result": "entered" if self.ok is None else ("ok" if self.ok else "failed"),
         }
         if self.parameters:
-            out["parameters"] = {parameter_name(k): value_to_json(v) for k, v in self.parameters.items()}
+            out["parameters"] = {
+                parameter_name(k): value_to_json(v) for k, v in self.parameters.items()
+            }
         if self.measured:
-            out["measured"] = {parameter_name(k): value_to_json(v) for k, v in self.measured.items()}
+            out["measured"] = {
+                parameter_name(k): value_to_json(v) for k, v in self.measured.items()
+            }
         if self.error is not None:
             out["error"] = self.error.describe()
         if self.soft:

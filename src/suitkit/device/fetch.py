@@ -76,9 +76,7 @@ class FileFetcher(FetcherBase):
         self.allow_file_scheme = allow_file_scheme
 
     def handles(self, uri: str) -> bool:
-        return uri in self.mapping or (
-            self.allow_file_scheme and urlsplit(uri).scheme == "file"
-        )
+        return uri in self.mapping or (self.allow_file_scheme and urlsplit(uri).scheme == "file")
 
     def _fetch(self, uri: str, arguments: bytes | None) -> Iterator[bytes]:
         path = self.mapping.get(uri)

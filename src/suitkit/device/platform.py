@@ -98,7 +98,7 @@ class ComponentStorage(Protocol):
 
 
 class Fetcher(Protocol):
-    """Gets a payload: an iterator of byte chunks (see :class:`suitkit.device.fetch.FetcherBase`)."""
+    """A payload as an iterator of byte chunks (see :class:`~suitkit.device.fetch.FetcherBase`)."""
 
     def fetch(self, uri: str, arguments: bytes | None = None) -> Iterator[bytes]: ...
 
