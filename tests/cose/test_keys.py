@@ -124,7 +124,9 @@ def test_generated_asymmetric_key_round_trips_through_pem(alg: CoseAlgorithm) ->
     [(A.HMAC_256_256, 32), (A.A128KW, 16), (A.A192KW, 24), (A.A256KW, 32)],
     ids=lambda v: getattr(v, "spec_name", str(v)),
 )
-def test_generated_symmetric_keys_have_the_algorithm_key_size(alg: CoseAlgorithm, size: int) -> None:
+def test_generated_symmetric_keys_have_the_algorithm_key_size(
+    alg: CoseAlgorithm, size: int
+) -> None:
     key = CoseKey.generate(alg, kid=b"s")
     assert len(key.secret()) == size and key.alg is alg and key.kid == b"s"
     again = CoseKey.from_cose_key(key.to_cose_key(private=True))

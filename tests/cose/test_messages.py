@@ -301,9 +301,10 @@ def test_empty_protected_header_may_be_an_empty_bstr_or_an_empty_map(
 
 
 def test_decode_dispatches_on_the_tag(example_private: CoseKey) -> None:
-    body = [b"\xa1\x01\x28", {}, None, b"\x00" * 64]
+    body: list[object] = [b"\xa1\x01\x28", {}, None, b"\x00" * 64]
+    mac0_body: list[object] = [b"\xa1\x01\x05", {}, None, b""]
     assert isinstance(decode(cbor.dumps(cbor.CBORTag(18, body))), CoseSign1)
-    assert isinstance(decode(cbor.dumps(cbor.CBORTag(17, [b"\xa1\x01\x05", {}, None, b""]))), CoseMac0)
+    assert isinstance(decode(cbor.dumps(cbor.CBORTag(17, mac0_body))), CoseMac0)
     with pytest.raises(DecodeError, match="not tagged"):
         decode(cbor.dumps(body))
     with pytest.raises(DecodeError, match="tag 19"):

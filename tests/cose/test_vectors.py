@@ -80,7 +80,7 @@ def test_dependency_manifest_outer_signature_does_not_verify_with_the_example_ke
 
 
 def test_example_signatures_are_es256_with_the_spec_header_layout() -> None:
-    _, digest, block = next(b for b in BLOCKS if b[0] == "example0.suit/authentication[1]")
+    _, _, block = next(b for b in BLOCKS if b[0] == "example0.suit/authentication[1]")
     msg = CoseSign1.decode(block)
     assert msg.headers.protected_bytes == bytes.fromhex("a10126")  # << {1: -7} >>
     assert msg.headers.unprotected == {}

@@ -67,8 +67,9 @@ def explicit(
     desc: dict[str, Any] = {
         "sequence-number": seq,
         "components": [[f"h'{i:02x}'"] for i in range(components)],
-        "shared-sequence": pre + list(shared or []),
     }
+    if pre or shared:
+        desc["shared-sequence"] = pre + list(shared or [])
     for k, v in sections.items():
         desc[k.replace("_", "-")] = v
     return build_from_description(desc)

@@ -42,7 +42,13 @@ from suitkit.cms.oids import (
     LoadErrorCode,
     SignatureAlgorithm,
 )
-from suitkit.cms.package import Encryption, PackageSpec, build_package, build_package_chunks, open_package
+from suitkit.cms.package import (
+    Encryption,
+    PackageSpec,
+    build_package,
+    build_package_chunks,
+    open_package,
+)
 from suitkit.cms.reports import (
     LoadErrorReport,
     LoadOutcome,

@@ -47,7 +47,7 @@ class AttributeError_(ValueError):
     """A malformed attribute or attribute value."""
 
 
-# --- Generic attribute sets (RFC 5652 §5.3) -----------------------------------------------------
+# --- Generic attribute sets (RFC 5652 §5.3) ----------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +133,7 @@ def _identifier_length(tlv: der.Tlv) -> int:
     return 1 + count
 
 
-# --- pyasn1 helpers -----------------------------------------------------------------------------
+# --- pyasn1 helpers ----------------------------------------------------------------------------
 
 
 def _decode(value: bytes, spec: Any, what: str) -> Any:
@@ -169,7 +169,7 @@ def _octets_value(value: bytes, what: str) -> bytes:
     return der.content_bytes(buf, tlv)
 
 
-# --- CMS attributes (RFC 5652 §11) --------------------------------------------------------------
+# --- CMS attributes (RFC 5652 §11) -------------------------------------------------------------
 
 
 def encode_content_type(oid: str) -> bytes:
@@ -212,7 +212,7 @@ def decode_signing_time(value: bytes) -> _dt.datetime:
     raise AttributeError_("signing-time: not a DER UTCTime or GeneralizedTime")
 
 
-# --- ESS attributes (RFC 2634) -------------------------------------------------------------------
+# --- ESS attributes (RFC 2634) -----------------------------------------------------------------
 
 
 def encode_content_hints(description: str | None, content_type: str) -> bytes:
@@ -246,7 +246,9 @@ def encode_signing_certificate(cert: x509.Certificate) -> bytes:
     cert_der = cert.public_bytes(serialization.Encoding.DER)
     issuer = der.sequence(der.tlv(0xA4, cert.issuer.public_bytes()))
     issuer_serial = der.sequence(issuer, der.encode_integer(cert.serial_number))
-    ess_cert_id = der.sequence(der.encode_octet_string(hashlib.sha1(cert_der).digest()), issuer_serial)
+    ess_cert_id = der.sequence(
+        der.encode_octet_string(hashlib.sha1(cert_der).digest()), issuer_serial
+    )
     return der.sequence(der.sequence(ess_cert_id))
 
 
@@ -275,7 +277,7 @@ def decode_signing_certificate(value: bytes) -> tuple[bytes, ...]:
     return tuple(hashes)
 
 
-# --- RFC 4108 §2.2 attributes --------------------------------------------------------------------
+# --- RFC 4108 §2.2 attributes ------------------------------------------------------------------
 
 
 def package_name_asn1(name: PackageName) -> Any:
@@ -316,11 +318,17 @@ def decode_package_id(value: bytes) -> FirmwarePackageId:
     stale: int | bytes | None = None
     if obj["stale"].isValue:
         which = obj["stale"].getName()
-        stale = int(obj["stale"]["preferredStaleVerNum"]) if which == "preferredStaleVerNum" else bytes(obj["stale"]["legacyStaleVersion"])
+        stale = (
+            int(obj["stale"]["preferredStaleVerNum"])
+            if which == "preferredStaleVerNum"
+            else bytes(obj["stale"]["legacyStaleVersion"])
+        )
     if (isinstance(name, PreferredName) and isinstance(stale, bytes)) or (
         isinstance(name, LegacyName) and isinstance(stale, int)
     ):
-        raise AttributeError_("firmware-package-identifier: stale version form does not match the name form")
+        raise AttributeError_(
+            "firmware-package-identifier: stale version form does not match the name form"
+        )
     return FirmwarePackageId(name, stale)
 
 
@@ -384,7 +392,9 @@ def decode_community_ids(value: bytes) -> tuple[CommunityId, ...]:
             elif which == "single":
                 serials.append(bytes(entry["single"]))
             else:
-                serials.append(SerialRange(bytes(entry["block"]["low"]), bytes(entry["block"]["high"])))
+                serials.append(
+                    SerialRange(bytes(entry["block"]["low"]), bytes(entry["block"]["high"]))
+                )
         out.append(HardwareModules(str(hw["hwType"]), tuple(serials)))
     if not out:
         raise AttributeError_("community-identifiers: empty list")
@@ -427,7 +437,9 @@ def decode_fw_message_digest(value: bytes) -> FirmwareMessageDigest:
     try:
         digest_alg = DigestAlgorithm(alg.oid)
     except ValueError:
-        raise AttributeError_(f"firmware-package-message-digest: unsupported digest {alg.oid}") from None
+        raise AttributeError_(
+            f"firmware-package-message-digest: unsupported digest {alg.oid}"
+        ) from None
     if not alg.params_absent_or_null or digest_alg is DigestAlgorithm.SHA1:
         raise AttributeError_("firmware-package-message-digest: unsupported digest parameters")
     return FirmwareMessageDigest(digest_alg, bytes(obj["msgDigest"]))

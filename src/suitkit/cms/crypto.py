@@ -73,7 +73,7 @@ _RSA_MIN_BITS = 2048
 _RSA_MAX_BITS = 16384
 
 
-# --- Digests ---------------------------------------------------------------------------------
+# --- Digests -----------------------------------------------------------------------------------
 
 
 def new_hash(algorithm: DigestAlgorithm) -> Any:
@@ -95,7 +95,7 @@ def rechunk(chunks: Iterable[bytes | memoryview], size: int = CHUNK_SIZE) -> Ite
             yield view[start : start + size]
 
 
-# --- AlgorithmIdentifier ---------------------------------------------------------------------
+# --- AlgorithmIdentifier -----------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,13 +131,15 @@ def digest_algorithm_from_id(alg: AlgorithmId) -> DigestAlgorithm:
     try:
         digest = DigestAlgorithm(alg.oid)
     except ValueError:
-        raise CmsError(E.BAD_DIGEST_ALGORITHM, f"unsupported digest algorithm {oid_name(alg.oid)}") from None
+        raise CmsError(
+            E.BAD_DIGEST_ALGORITHM, f"unsupported digest algorithm {oid_name(alg.oid)}"
+        ) from None
     if digest not in MESSAGE_DIGESTS or not alg.params_absent_or_null:
         raise CmsError(E.BAD_DIGEST_ALGORITHM, f"unsupported digest algorithm {oid_name(alg.oid)}")
     return digest
 
 
-# --- Keys ------------------------------------------------------------------------------------
+# --- Keys --------------------------------------------------------------------------------------
 
 
 class HssLmsPublicKey:
@@ -285,7 +287,9 @@ def load_private_key(data: bytes, password: bytes | None = None) -> PrivateKey:
             key = loader(data, password)
         except (ValueError, TypeError, UnsupportedAlgorithm):
             continue
-        if isinstance(key, ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey):
+        if isinstance(
+            key, ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey
+        ):
             return key
         raise ValueError(f"unsupported private key type {type(key).__name__}")
     try:
@@ -307,7 +311,7 @@ def load_public_key(data: bytes) -> PublicKey:
     return HssLmsPublicKey(data)
 
 
-# --- Signatures ------------------------------------------------------------------------------
+# --- Signatures --------------------------------------------------------------------------------
 
 
 def default_digest(key: PrivateKey | PublicKey) -> DigestAlgorithm:
@@ -325,12 +329,16 @@ def _pss_params(digest: DigestAlgorithm) -> bytes:
     hash (RFC 4056 §3); SHA-2 parameters are omitted (RFC 5754 §2)."""
     hash_id = AlgorithmId(digest).encode()
     mgf = AlgorithmId(MaskGenAlgorithm.MGF1, hash_id).encode()
-    salt = _HASHES[digest].digest_size
-    return der.sequence(der.tlv(0xA0, hash_id), der.tlv(0xA1, mgf), der.tlv(0xA2, der.encode_integer(salt)))
+    salt = _HASHES[digest]().digest_size
+    return der.sequence(
+        der.tlv(0xA0, hash_id), der.tlv(0xA1, mgf), der.tlv(0xA2, der.encode_integer(salt))
+    )
 
 
-def sign(private_key: PrivateKey, digest: DigestAlgorithm, data: bytes) -> tuple[AlgorithmId, bytes]:
-    """Sign ``data`` (the DER of the signed attributes); returns the signatureAlgorithm and value."""
+def sign(
+    private_key: PrivateKey, digest: DigestAlgorithm, data: bytes
+) -> tuple[AlgorithmId, bytes]:
+    """Sign ``data`` (the DER of the signed attributes): the signatureAlgorithm and the value."""
     if isinstance(private_key, ec.EllipticCurvePrivateKey):
         if private_key.curve.name not in _SUPPORTED_CURVES:
             raise ValueError(f"unsupported curve {private_key.curve.name}")
@@ -365,7 +373,9 @@ def verify(
     try:
         sig_alg = SignatureAlgorithm(oid)
     except ValueError:
-        raise CmsError(E.BAD_SIGNATURE_ALGORITHM, f"unsupported signature algorithm {oid_name(oid)}") from None
+        raise CmsError(
+            E.BAD_SIGNATURE_ALGORITHM, f"unsupported signature algorithm {oid_name(oid)}"
+        ) from None
     ok: bool
     if sig_alg in _ECDSA_HASH:
         if not isinstance(public_key, ec.EllipticCurvePublicKey):
@@ -374,14 +384,18 @@ def verify(
             raise CmsError(E.UNSUPPORTED_PARAMETERS, f"{oid_name(oid)} with parameters")
         if public_key.curve.name not in _SUPPORTED_CURVES:
             raise CmsError(E.UNSUPPORTED_KEY_SIZE, f"unsupported curve {public_key.curve.name}")
-        ok = _call(lambda: public_key.verify(signature, data, ec.ECDSA(_HASHES[_ECDSA_HASH[sig_alg]]())))
+        ok = _call(
+            lambda: public_key.verify(signature, data, ec.ECDSA(_HASHES[_ECDSA_HASH[sig_alg]]()))
+        )
     elif sig_alg is SignatureAlgorithm.ED25519:
         if not isinstance(public_key, ed25519.Ed25519PublicKey):
             raise _key_mismatch(sig_alg)
         if signature_algorithm.params is not None:  # RFC 8419 §2.1: parameters MUST be absent
             raise CmsError(E.UNSUPPORTED_PARAMETERS, "id-Ed25519 with parameters")
         if digest is not DigestAlgorithm.SHA512:  # RFC 8419 §3.1
-            raise CmsError(E.BAD_DIGEST_ALGORITHM, "Ed25519 signer must use SHA-512 (RFC 8419 §3.1)")
+            raise CmsError(
+                E.BAD_DIGEST_ALGORITHM, "Ed25519 signer must use SHA-512 (RFC 8419 §3.1)"
+            )
         ok = _call(lambda: public_key.verify(signature, data))
     elif sig_alg is SignatureAlgorithm.RSASSA_PSS:
         if not isinstance(public_key, rsa.RSAPublicKey):
@@ -412,7 +426,8 @@ def _call(fn: Callable[[], None]) -> bool:
 
 def _key_mismatch(sig_alg: SignatureAlgorithm) -> CmsError:
     return CmsError(
-        E.BAD_SIGNATURE_ALGORITHM, f"signature algorithm {oid_name(sig_alg)} does not fit the signer's key"
+        E.BAD_SIGNATURE_ALGORITHM,
+        f"signature algorithm {oid_name(sig_alg)} does not fit the signer's key",
     )
 
 
@@ -427,29 +442,42 @@ def _parse_pss_params(params: bytes | None) -> tuple[DigestAlgorithm, DigestAlgo
         fields: dict[int, memoryview] = {}
         last = -1
         for part in der.children(buf, top):
-            if part.cls != der.CONTEXT or not part.constructed or part.number <= last or part.number > 3:
+            if (
+                part.cls != der.CONTEXT
+                or not part.constructed
+                or part.number <= last
+                or part.number > 3
+            ):
                 raise der.DerError("RSASSA-PSS-params: unexpected field")
             last = part.number
             inner = der.children(buf, part)
             if len(inner) != 1:
                 raise der.DerError("RSASSA-PSS-params: malformed field")
             fields[part.number] = buf[inner[0].start : inner[0].end]
-        hash_alg = AlgorithmId.decode(fields[0]) if 0 in fields else AlgorithmId(DigestAlgorithm.SHA1)
+        hash_alg = (
+            AlgorithmId.decode(fields[0]) if 0 in fields else AlgorithmId(DigestAlgorithm.SHA1)
+        )
         if 1 in fields:
             mgf = AlgorithmId.decode(fields[1])
             if mgf.oid != MaskGenAlgorithm.MGF1 or mgf.params is None:
-                raise CmsError(E.UNSUPPORTED_PARAMETERS, f"unsupported mask generation {oid_name(mgf.oid)}")
+                raise CmsError(
+                    E.UNSUPPORTED_PARAMETERS, f"unsupported mask generation {oid_name(mgf.oid)}"
+                )
             mgf_hash_alg = AlgorithmId.decode(mgf.params)
         else:
             mgf_hash_alg = AlgorithmId(DigestAlgorithm.SHA1)
         salt = _small_int(fields[2]) if 2 in fields else 20
         trailer = _small_int(fields[3]) if 3 in fields else PSS_TRAILER_FIELD
     except der.DerError as exc:
-        raise CmsError(E.UNSUPPORTED_PARAMETERS, f"malformed RSASSA-PSS parameters: {exc}") from None
+        raise CmsError(
+            E.UNSUPPORTED_PARAMETERS, f"malformed RSASSA-PSS parameters: {exc}"
+        ) from None
     pss_hash = _pss_hash(hash_alg)
     mgf_hash = _pss_hash(mgf_hash_alg)
     if trailer != PSS_TRAILER_FIELD or not 0 <= salt <= 512:
-        raise CmsError(E.UNSUPPORTED_PARAMETERS, "unsupported RSASSA-PSS salt length or trailer field")
+        raise CmsError(
+            E.UNSUPPORTED_PARAMETERS, "unsupported RSASSA-PSS salt length or trailer field"
+        )
     return pss_hash, mgf_hash, salt
 
 
@@ -469,10 +497,12 @@ def _small_int(data: memoryview) -> int:
     return der.decode_integer(data[tlv.content_start : tlv.content_end])
 
 
-# --- Content encryption (RFC 3565, RFC 5084) ------------------------------------------------
+# --- Content encryption (RFC 3565, RFC 5084) ---------------------------------------------------
 
 
-def content_encryption_params(algorithm: ContentEncryptionAlgorithm, iv: bytes, icv_length: int = 16) -> bytes:
+def content_encryption_params(
+    algorithm: ContentEncryptionAlgorithm, iv: bytes, icv_length: int = 16
+) -> bytes:
     """The parameters of the contentEncryptionAlgorithm: an IV (CBC) or GCMParameters."""
     if algorithm.is_gcm:
         icv = b"" if icv_length == GCM_DEFAULT_ICV_LENGTH else der.encode_integer(icv_length)
@@ -496,12 +526,12 @@ def encrypt_content(
         out += enc.finalize() + enc.tag
         return AlgorithmId(algorithm, content_encryption_params(algorithm, nonce, 16)), bytes(out)
     iv = os.urandom(AES_BLOCK_SIZE)
-    enc = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
+    cbc = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
     padder = padding.PKCS7(AES_BLOCK_SIZE * 8).padder()
     out = bytearray()
     for piece in rechunk([plaintext]):
-        out += enc.update(padder.update(piece))
-    out += enc.update(padder.finalize()) + enc.finalize()
+        out += cbc.update(padder.update(piece))
+    out += cbc.update(padder.finalize()) + cbc.finalize()
     return AlgorithmId(algorithm, content_encryption_params(algorithm, iv)), bytes(out)
 
 
@@ -519,7 +549,9 @@ def parse_content_encryption(alg: AlgorithmId) -> ContentCipher:
     try:
         algorithm = ContentEncryptionAlgorithm(alg.oid)
     except ValueError:
-        raise CmsError(E.BAD_ENCRYPT_ALGORITHM, f"unsupported content encryption {oid_name(alg.oid)}") from None
+        raise CmsError(
+            E.BAD_ENCRYPT_ALGORITHM, f"unsupported content encryption {oid_name(alg.oid)}"
+        ) from None
     if alg.params is None:
         raise CmsError(E.BAD_ENCRYPT_ALGORITHM, f"{oid_name(alg.oid)} without parameters")
     try:
@@ -548,7 +580,9 @@ def parse_content_encryption(alg: AlgorithmId) -> ContentCipher:
         raise CmsError(E.BAD_ENCRYPT_ALGORITHM, f"{oid_name(alg.oid)}: {exc}") from None
 
 
-def decrypt_stream(cipher: ContentCipher, key: bytes, chunks: Iterable[memoryview]) -> Iterator[bytes]:
+def decrypt_stream(
+    cipher: ContentCipher, key: bytes, chunks: Iterable[memoryview]
+) -> Iterator[bytes]:
     """Decrypt a ciphertext given as chunks, yielding plaintext pieces.
 
     Failures (wrong key length, bad CBC padding, GCM tag mismatch) raise ``decryptFailure`` after
@@ -556,7 +590,11 @@ def decrypt_stream(cipher: ContentCipher, key: bytes, chunks: Iterable[memoryvie
     until the generator finished (the loader only stores firmware after a full verification pass).
     """
     if len(key) != cipher.algorithm.key_size:
-        raise CmsError(E.DECRYPT_FAILURE, f"decryption key has {len(key)} octets, {oid_name(cipher.algorithm)} needs {cipher.algorithm.key_size}")
+        raise CmsError(
+            E.DECRYPT_FAILURE,
+            f"decryption key has {len(key)} octets, "
+            f"{oid_name(cipher.algorithm)} needs {cipher.algorithm.key_size}",
+        )
     if cipher.algorithm.is_gcm:
         yield from _gcm_decrypt(cipher, key, chunks)
         return
@@ -573,13 +611,19 @@ def decrypt_stream(cipher: ContentCipher, key: bytes, chunks: Iterable[memoryvie
     try:
         out = unpadder.update(dec.finalize()) + unpadder.finalize()
     except ValueError:
-        raise CmsError(E.DECRYPT_FAILURE, "bad AES-CBC padding (wrong key or corrupted ciphertext)") from None
+        raise CmsError(
+            E.DECRYPT_FAILURE, "bad AES-CBC padding (wrong key or corrupted ciphertext)"
+        ) from None
     if out:
         yield out
 
 
-def _gcm_decrypt(cipher: ContentCipher, key: bytes, chunks: Iterable[memoryview]) -> Iterator[bytes]:
-    dec = Cipher(algorithms.AES(key), modes.GCM(cipher.iv, min_tag_length=cipher.icv_length)).decryptor()
+def _gcm_decrypt(
+    cipher: ContentCipher, key: bytes, chunks: Iterable[memoryview]
+) -> Iterator[bytes]:
+    dec = Cipher(
+        algorithms.AES(key), modes.GCM(cipher.iv, min_tag_length=cipher.icv_length)
+    ).decryptor()
     tail = b""
     n = cipher.icv_length
     for piece in rechunk(chunks):
@@ -599,17 +643,21 @@ def _gcm_decrypt(cipher: ContentCipher, key: bytes, chunks: Iterable[memoryview]
     try:
         out = dec.finalize_with_tag(tail)
     except InvalidTag:
-        raise CmsError(E.DECRYPT_FAILURE, "AES-GCM tag mismatch (wrong key or corrupted ciphertext)") from None
+        raise CmsError(
+            E.DECRYPT_FAILURE, "AES-GCM tag mismatch (wrong key or corrupted ciphertext)"
+        ) from None
     if out:
         yield out
 
 
-# --- Key wrap (RFC 3394, RFC 3565 §2.3.2) -----------------------------------------------------
+# --- Key wrap (RFC 3394, RFC 3565 §2.3.2) ------------------------------------------------------
 
 
 def wrap_key(algorithm: KeyWrapAlgorithm, kek: bytes, key: bytes) -> bytes:
     if len(kek) != algorithm.key_size:
-        raise ValueError(f"{oid_name(algorithm)} needs a {algorithm.key_size}-octet key-encryption key")
+        raise ValueError(
+            f"{oid_name(algorithm)} needs a {algorithm.key_size}-octet key-encryption key"
+        )
     return keywrap.aes_key_wrap(kek, key)
 
 

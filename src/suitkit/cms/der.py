@@ -79,7 +79,12 @@ class Tlv:
         return self.content_end - self.content_start
 
     def describe(self) -> str:
-        names = {UNIVERSAL: "UNIVERSAL", APPLICATION: "APPLICATION", CONTEXT: "", PRIVATE: "PRIVATE"}
+        names = {
+            UNIVERSAL: "UNIVERSAL",
+            APPLICATION: "APPLICATION",
+            CONTEXT: "",
+            PRIVATE: "PRIVATE",
+        }
         if self.cls == CONTEXT:
             return f"[{self.number}]"
         return f"{names[self.cls]} {self.number}".strip()
@@ -212,7 +217,7 @@ def content_bytes(buf: memoryview, tlv: Tlv) -> bytes:
     return bytes(buf[tlv.content_start : tlv.content_end])
 
 
-# --- Primitive value decoders ----------------------------------------------------------------
+# --- Primitive value decoders ------------------------------------------------------------------
 
 
 def decode_oid(content: bytes | memoryview) -> str:
@@ -256,7 +261,7 @@ def expect(tlv: Tlv, cls: int, number: int, constructed: bool | None, what: str)
         raise DerError(f"{what}: wrong primitive/constructed form")
 
 
-# --- Encoders --------------------------------------------------------------------------------
+# --- Encoders ----------------------------------------------------------------------------------
 
 
 def encode_length(length: int) -> bytes:
@@ -319,7 +324,7 @@ def is_valid_oid(text: str) -> bool:
     return all(part.isdigit() for part in text.split("."))
 
 
-# --- Streaming reader ------------------------------------------------------------------------
+# --- Streaming reader --------------------------------------------------------------------------
 
 
 class ChunkReader:
@@ -425,7 +430,9 @@ def read_header(reader: ChunkReader) -> Header:
     return hdr
 
 
-def read_element(reader: ChunkReader, hdr: Header, limit: int = SMALL_ELEMENT_LIMIT, depth: int = 0) -> bytes:
+def read_element(
+    reader: ChunkReader, hdr: Header, limit: int = SMALL_ELEMENT_LIMIT, depth: int = 0
+) -> bytes:
     """The complete encoding (header included) of a small element whose header was just read."""
     if depth > MAX_DEPTH:
         raise DerError("nesting too deep")

@@ -87,7 +87,9 @@ class CmsError(SuitError):
         vendor_code: int | None = None,
         path: str | None = None,
     ) -> None:
-        super().__init__(message, path=path, reason=_REASONS.get(code, ReportReason.OPERATION_FAILED))
+        super().__init__(
+            message, path=path, reason=_REASONS.get(code, ReportReason.OPERATION_FAILED)
+        )
         self.code = code
         self.vendor_code = vendor_code
         self.package_name: PackageName | None = None

@@ -28,8 +28,9 @@ buffer (a ``bytes``, ``memoryview`` or ``mmap``).
 
 from __future__ import annotations
 
+import datetime as _dt
 import hmac
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +45,7 @@ from suitkit.cms.model import (
     LoadResult,
     PackageName,
     PreferredName,
+    TrustAnchor,
 )
 from suitkit.cms.oids import ContentType, DigestAlgorithm, LoadErrorCode
 from suitkit.cms.package import (
@@ -104,12 +106,20 @@ def _load(view: PackageView, package: Any, device: CmsDevice, policy: LoadPolicy
     verify_signer_info(sd, path, econtent_digest)
     # 4: content-type attribute (RFC 4108 §2.2.1)
     if attributes.content_type != sd.econtent_type:
-        raise CmsError(E.CONTENT_TYPE_MISMATCH, "content-type attribute does not match eContentType")
+        raise CmsError(
+            E.CONTENT_TYPE_MISMATCH, "content-type attribute does not match eContentType"
+        )
     # 5: authorisation of this module
     if device.hw_type not in attributes.target_hardware:  # RFC 4108 §2.2.4
-        raise CmsError(E.WRONG_HARDWARE, f"hardware module type {device.hw_type} is not a target of this package")
+        raise CmsError(
+            E.WRONG_HARDWARE,
+            f"hardware module type {device.hw_type} is not a target of this package",
+        )
     if attributes.community_ids is not None and not _in_community(attributes.community_ids, device):
-        raise CmsError(E.NOT_IN_COMMUNITY, "this hardware module is not in any community the package names (RFC 4108 §2.2.8)")
+        raise CmsError(
+            E.NOT_IN_COMMUNITY,
+            "this hardware module is not in any community the package names (RFC 4108 §2.2.8)",
+        )
     # 6: stale versions
     name = attributes.package_id.name
     _check_stale(name, device, policy)
@@ -122,35 +132,66 @@ def _load(view: PackageView, package: Any, device: CmsDevice, policy: LoadPolicy
         layer = parse_encrypted_data(sd)
         key = _find_key(view, layer, device)
     # 9: verification pass
-    fw_alg = attributes.fw_message_digest.algorithm if attributes.fw_message_digest else DigestAlgorithm.SHA256
+    fw_alg = (
+        attributes.fw_message_digest.algorithm
+        if attributes.fw_message_digest
+        else DigestAlgorithm.SHA256
+    )
     available = device.available_memory()
     if sd.econtent_type == ContentType.FIRMWARE_PACKAGE:
         size = sd.econtent_length
         if size > available:
-            raise CmsError(E.INSUFFICIENT_MEMORY, f"firmware of {size} octets, {available} available")
-        fw_digest = econtent_digest if fw_alg is sd.digest_algorithm else _digest_stream(fw_alg, iter(sd.econtent))
+            raise CmsError(
+                E.INSUFFICIENT_MEMORY, f"firmware of {size} octets, {available} available"
+            )
+        fw_digest = (
+            econtent_digest
+            if fw_alg is sd.digest_algorithm
+            else _digest_stream(fw_alg, iter(sd.econtent))
+        )
     else:
         size, fw_digest = _measure(firmware_stream(view, key, layer), fw_alg, available)
-    if attributes.fw_message_digest is not None and not hmac.compare_digest(fw_digest, attributes.fw_message_digest.digest):
-        code = E.DECRYPT_FAILURE if view.encrypted else E.DECOMPRESS_FAILURE if view.compressed else E.BAD_FIRMWARE
-        raise CmsError(code, "the recovered firmware does not match the firmware-package-message-digest attribute")
+    if attributes.fw_message_digest is not None and not hmac.compare_digest(
+        fw_digest, attributes.fw_message_digest.digest
+    ):
+        code = (
+            E.DECRYPT_FAILURE
+            if view.encrypted
+            else E.DECOMPRESS_FAILURE
+            if view.compressed
+            else E.BAD_FIRMWARE
+        )
+        raise CmsError(
+            code,
+            "the recovered firmware does not match the firmware-package-message-digest attribute",
+        )
     # 10: write, then update state
     writer = device.begin_firmware(name, size)
     try:
         rehash = not isinstance(package, bytes)
-        written = _write(writer, firmware_stream(view, key, layer), fw_alg if rehash or layer or view.compressed else None)
+        written = _write(
+            writer,
+            firmware_stream(view, key, layer),
+            fw_alg if rehash or layer or view.compressed else None,
+        )
         if written is not None and not hmac.compare_digest(written, fw_digest):
-            raise CmsError(E.OTHER_ERROR, "the package changed while it was being loaded", vendor_code=1)
+            raise CmsError(
+                E.OTHER_ERROR, "the package changed while it was being loaded", vendor_code=1
+            )
         writer.commit()
     except CmsError:
         writer.abort()
         raise
     except OSError as exc:
         writer.abort()
-        raise CmsError(E.OTHER_ERROR, f"writing the firmware failed: {exc}", vendor_code=2) from None
+        raise CmsError(
+            E.OTHER_ERROR, f"writing the firmware failed: {exc}", vendor_code=2
+        ) from None
     info = attributes.package_info
     device.record_installed(
-        InstalledPackage(name, info.package_type if info else None, (info.dependencies or ()) if info else ())
+        InstalledPackage(
+            name, info.package_type if info else None, (info.dependencies or ()) if info else ()
+        )
     )
     stale = attributes.package_id.stale
     if isinstance(name, PreferredName) and isinstance(stale, int):
@@ -167,7 +208,8 @@ def _load(view: PackageView, package: Any, device: CmsDevice, policy: LoadPolicy
         firmware_digest=FirmwareMessageDigest(fw_alg, fw_digest),
         decrypt_key_id=attributes.decrypt_key_id if view.encrypted else None,
         encrypted=view.encrypted,
-        compressed=view.compressed or (layer is not None and layer.inner_type == ContentType.COMPRESSED_DATA),
+        compressed=view.compressed
+        or (layer is not None and layer.inner_type == ContentType.COMPRESSED_DATA),
         warnings=warnings,
     )
 
@@ -190,10 +232,17 @@ def _check_stale(name: PackageName, device: CmsDevice, policy: LoadPolicy) -> No
     if isinstance(name, PreferredName):
         stale = device.stale_version(name.oid)
         if stale is not None and name.version <= stale:
-            raise CmsError(E.STALE_PACKAGE, f"version {name.version} of {name.oid} is stale (stale up to {stale})")
+            raise CmsError(
+                E.STALE_PACKAGE,
+                f"version {name.version} of {name.oid} is stale (stale up to {stale})",
+            )
         return
     for stale_name in device.stale_legacy_names():
-        older = policy.legacy_not_newer(name.name, stale_name) if policy.legacy_not_newer else name.name == stale_name
+        older = (
+            policy.legacy_not_newer(name.name, stale_name)
+            if policy.legacy_not_newer
+            else name.name == stale_name
+        )
         if older:
             raise CmsError(E.STALE_PACKAGE, f"legacy package {name} is stale")
 
@@ -209,34 +258,58 @@ def _check_dependencies(view: PackageView, device: CmsDevice, policy: LoadPolicy
     if info is not None and info.package_type is not None:
         supported = device.supported_package_types()
         if supported is not None and info.package_type not in supported:
-            raise CmsError(E.UNSUPPORTED_PACKAGE_TYPE, f"package type {info.package_type} is not supported")
+            raise CmsError(
+                E.UNSUPPORTED_PACKAGE_TYPE, f"package type {info.package_type} is not supported"
+            )
     for dep in (info.dependencies or ()) if info is not None else ():
         if isinstance(dep, PreferredName):
-            match = [p for p in installed if isinstance(p.name, PreferredName) and p.name.oid == dep.oid]
+            match = [
+                p for p in installed if isinstance(p.name, PreferredName) and p.name.oid == dep.oid
+            ]
             if not match:
                 raise CmsError(E.MISSING_DEPENDENCY, f"depends on {dep.oid}, which is not loaded")
             have = max(p.name.version for p in match if isinstance(p.name, PreferredName))
             if have < dep.version:
-                raise CmsError(E.WRONG_DEPENDENCY_VERSION, f"depends on {dep.oid} v{dep.version} or later, v{have} is loaded")
+                raise CmsError(
+                    E.WRONG_DEPENDENCY_VERSION,
+                    f"depends on {dep.oid} v{dep.version} or later, v{have} is loaded",
+                )
         else:
             ok = any(
                 isinstance(p.name, LegacyName)
-                and (policy.legacy_satisfies(p.name.name, dep.name) if policy.legacy_satisfies else p.name.name == dep.name)
+                and (
+                    policy.legacy_satisfies(p.name.name, dep.name)
+                    if policy.legacy_satisfies
+                    else p.name.name == dep.name
+                )
                 for p in installed
             )
             if not ok:
                 raise CmsError(E.MISSING_DEPENDENCY, f"depends on {dep}, which is not loaded")
     for other in installed:
         if replaces(name, other.name):
-            if isinstance(name, PreferredName) and isinstance(other.name, PreferredName) and name.version < other.name.version:
+            if (
+                isinstance(name, PreferredName)
+                and isinstance(other.name, PreferredName)
+                and name.version < other.name.version
+            ):
                 # RFC 4108 §1.2.3: SHOULD warn when an earlier version replaces a later one
-                warnings.append(f"version {name.version} of {name.oid} replaces the later version {other.name.version}")
+                warnings.append(
+                    f"version {name.version} of {name.oid} replaces "
+                    f"the later version {other.name.version}"
+                )
             continue
         for dep in other.dependencies:
-            if isinstance(name, PreferredName) and isinstance(dep, PreferredName) and dep.oid == name.oid and name.version < dep.version:
+            if (
+                isinstance(name, PreferredName)
+                and isinstance(dep, PreferredName)
+                and dep.oid == name.oid
+                and name.version < dep.version
+            ):
                 raise CmsError(
                     E.BREAKS_DEPENDENCY,
-                    f"loaded package {other.name} needs {dep.oid} v{dep.version} or later (RFC 4108 §1.3)",
+                    f"loaded package {other.name} needs {dep.oid} v{dep.version} "
+                    "or later (RFC 4108 §1.3)",
                 )
     return warnings
 
@@ -250,7 +323,9 @@ def _find_key(view: PackageView, layer: EncryptedLayer, device: CmsDevice) -> by
     if key is None and view.wrapped_key is not None:
         key = unwrap_firmware_key(view.wrapped_key, layer, device.decryption_key)
     if key is None:
-        raise CmsError(E.NO_DECRYPT_KEY, f"no firmware-decryption key {key_id.hex()} on this module")
+        raise CmsError(
+            E.NO_DECRYPT_KEY, f"no firmware-decryption key {key_id.hex()} on this module"
+        )
     return key
 
 
@@ -261,7 +336,9 @@ def _digest_stream(alg: DigestAlgorithm, chunks: Iterator[bytes | memoryview]) -
     return bytes(h.digest())
 
 
-def _measure(chunks: Iterator[bytes | memoryview], alg: DigestAlgorithm, available: int) -> tuple[int, bytes]:
+def _measure(
+    chunks: Iterator[bytes | memoryview], alg: DigestAlgorithm, available: int
+) -> tuple[int, bytes]:
     """Size and digest of the firmware; more than ``available`` octets is insufficientMemory
     (checked while decompressing, so a compression bomb stops early)."""
     h = crypto.new_hash(alg)
@@ -269,15 +346,98 @@ def _measure(chunks: Iterator[bytes | memoryview], alg: DigestAlgorithm, availab
     for chunk in chunks:
         size += len(chunk)
         if size > available:
-            raise CmsError(E.INSUFFICIENT_MEMORY, f"firmware larger than the {available} octets available")
+            raise CmsError(
+                E.INSUFFICIENT_MEMORY, f"firmware larger than the {available} octets available"
+            )
         h.update(chunk)
     return size, bytes(h.digest())
 
 
-def _write(writer: FirmwareWriter, chunks: Iterator[bytes | memoryview], alg: DigestAlgorithm | None) -> bytes | None:
+def _write(
+    writer: FirmwareWriter, chunks: Iterator[bytes | memoryview], alg: DigestAlgorithm | None
+) -> bytes | None:
     h = crypto.new_hash(alg) if alg is not None else None
     for chunk in crypto.rechunk(chunks, 1 << 22):
         if h is not None:
             h.update(chunk)
         writer.write(chunk)
     return bytes(h.digest()) if h is not None else None
+
+
+@dataclass
+class VerifiedPackage:
+    """What :func:`verify_package` established about a package (no device involved)."""
+
+    view: PackageView
+    trust_anchor_label: str
+    trust_anchor_key_id: bytes
+    firmware_size: int | None
+    firmware_digest: FirmwareMessageDigest | None
+    notes: list[str]
+
+
+def verify_package(
+    package: bytes | bytearray | memoryview | Any,
+    trust_anchors: Sequence[TrustAnchor],
+    *,
+    now: _dt.datetime | None = None,
+    decryption_keys: Mapping[bytes, bytes] | None = None,
+) -> VerifiedPackage:
+    """Check a firmware package without a device: RFC 4108 §2 structure and attributes, signer
+    and signature against ``trust_anchors``, content type, and (when the firmware can be recovered:
+    not encrypted, or its key is in ``decryption_keys``) decompression and the
+    firmware-package-message-digest (§2.2.10)."""
+    view: PackageView | None = None
+    try:
+        view = open_package(package)
+        sd, attributes = view.sd, view.attributes
+        path = resolve_signer(sd, trust_anchors, now)
+        verify_signer_info(sd, path, digest_econtent(sd))
+        if attributes.content_type != sd.econtent_type:
+            raise CmsError(
+                E.CONTENT_TYPE_MISMATCH, "content-type attribute does not match eContentType"
+            )
+        notes: list[str] = []
+        layer = key = None
+        if view.encrypted:
+            layer = parse_encrypted_data(sd)
+            key_id = attributes.decrypt_key_id or b""
+            key = (decryption_keys or {}).get(key_id)
+            if key is None and view.wrapped_key is not None and decryption_keys:
+                key = unwrap_firmware_key(view.wrapped_key, layer, decryption_keys.get)
+            if key is None:
+                notes.append(f"encrypted with key {key_id.hex()}: firmware not checked")
+                return VerifiedPackage(
+                    view, path.trust_anchor.label, path.trust_anchor.key_id, None, None, notes
+                )
+        alg = (
+            attributes.fw_message_digest.algorithm
+            if attributes.fw_message_digest
+            else DigestAlgorithm.SHA256
+        )
+        size, digest = _measure(firmware_stream(view, key, layer), alg, 1 << 62)
+        if attributes.fw_message_digest is not None and not hmac.compare_digest(
+            digest, attributes.fw_message_digest.digest
+        ):
+            code = (
+                E.DECRYPT_FAILURE
+                if view.encrypted
+                else E.DECOMPRESS_FAILURE
+                if view.compressed
+                else E.BAD_FIRMWARE
+            )
+            raise CmsError(
+                code,
+                "the recovered firmware does not match "
+                "the firmware-package-message-digest attribute",
+            )
+        return VerifiedPackage(
+            view,
+            path.trust_anchor.label,
+            path.trust_anchor.key_id,
+            size,
+            FirmwareMessageDigest(alg, digest),
+            notes,
+        )
+    except CmsError as exc:
+        raise _named(exc, view) from None

@@ -59,7 +59,7 @@ PACKAGE_ECONTENT_TYPES = frozenset(
 ENCRYPTED_CONTENT_TYPES = frozenset({ContentType.COMPRESSED_DATA, ContentType.FIRMWARE_PACKAGE})
 
 
-# --- Building ------------------------------------------------------------------------------------
+# --- Building ----------------------------------------------------------------------------------
 
 
 @dataclass
@@ -81,7 +81,11 @@ class Encryption:
     def resolved_algorithm(self) -> ContentEncryptionAlgorithm:
         if self.algorithm is not None:
             return self.algorithm
-        return ContentEncryptionAlgorithm.AES128_GCM if len(self.key) == 16 else ContentEncryptionAlgorithm.AES256_GCM
+        return (
+            ContentEncryptionAlgorithm.AES128_GCM
+            if len(self.key) == 16
+            else ContentEncryptionAlgorithm.AES256_GCM
+        )
 
 
 @dataclass
@@ -110,14 +114,19 @@ def compressed_data(content: bytes | memoryview, level: int = 9) -> bytes:
         body += comp.compress(piece)
     body += comp.flush()
     encap = der.sequence(
-        der.encode_oid(ContentType.FIRMWARE_PACKAGE), der.tlv(0xA0, der.encode_octet_string(bytes(body)))
+        der.encode_oid(ContentType.FIRMWARE_PACKAGE),
+        der.tlv(0xA0, der.encode_octet_string(bytes(body))),
     )
     return der.sequence(
-        der.encode_integer(COMPRESSED_DATA_VERSION), AlgorithmId(CompressionAlgorithm.ZLIB).encode(), encap
+        der.encode_integer(COMPRESSED_DATA_VERSION),
+        AlgorithmId(CompressionAlgorithm.ZLIB).encode(),
+        encap,
     )
 
 
-def encrypted_data(content: bytes | memoryview, inner_type: str, enc: Encryption) -> tuple[bytes, AlgorithmId]:
+def encrypted_data(
+    content: bytes | memoryview, inner_type: str, enc: Encryption
+) -> tuple[bytes, AlgorithmId]:
     """``EncryptedData`` (RFC 5652 §8, RFC 4108 §2.1.3): version 0, no unprotectedAttrs."""
     alg, ciphertext = crypto.encrypt_content(enc.resolved_algorithm, enc.key, content)
     eci = der.sequence(der.encode_oid(inner_type), alg.encode(), der.tlv(0x80, ciphertext))
@@ -146,7 +155,9 @@ def build_package_chunks(
 ) -> list[bytes | memoryview]:
     """The DER of a protected firmware package as chunks (the firmware itself is not copied when
     neither compression nor encryption is used)."""
-    if not spec.target_hardware:  # RFC 4108 §2.2: target-hardware-module-identifiers MUST be present
+    if (
+        not spec.target_hardware
+    ):  # RFC 4108 §2.2: target-hardware-module-identifiers MUST be present
         raise ValueError("a firmware package needs at least one target hardware module type")
     _check_name(spec.package_id)
     content: bytes | memoryview = firmware
@@ -159,40 +170,80 @@ def build_package_chunks(
         enc_der, alg = encrypted_data(content, content_type, enc)
         if enc.kek is not None:
             unsigned.append(
-                attrs.encode_attribute(AttributeType.WRAPPED_FIRMWARE_KEY, wrapped_firmware_key(enc, content_type, alg))
+                attrs.encode_attribute(
+                    AttributeType.WRAPPED_FIRMWARE_KEY, wrapped_firmware_key(enc, content_type, alg)
+                )
             )
         content, content_type = enc_der, ContentType.ENCRYPTED_DATA
     signed = [
-        attrs.encode_attribute(AttributeType.FIRMWARE_PACKAGE_ID, attrs.encode_package_id(spec.package_id)),
-        attrs.encode_attribute(AttributeType.TARGET_HARDWARE_IDS, attrs.encode_oid_list(spec.target_hardware)),
+        attrs.encode_attribute(
+            AttributeType.FIRMWARE_PACKAGE_ID, attrs.encode_package_id(spec.package_id)
+        ),
+        attrs.encode_attribute(
+            AttributeType.TARGET_HARDWARE_IDS, attrs.encode_oid_list(spec.target_hardware)
+        ),
     ]
     if enc is not None:  # RFC 4108 §2.2: MUST when encrypted
-        signed.append(attrs.encode_attribute(AttributeType.DECRYPT_KEY_ID, attrs.encode_decrypt_key_id(enc.key_id)))
+        signed.append(
+            attrs.encode_attribute(
+                AttributeType.DECRYPT_KEY_ID, attrs.encode_decrypt_key_id(enc.key_id)
+            )
+        )
     if spec.impl_crypto_algs is not None:
-        signed.append(attrs.encode_attribute(AttributeType.IMPL_CRYPTO_ALGS, attrs.encode_oid_list(spec.impl_crypto_algs)))
+        signed.append(
+            attrs.encode_attribute(
+                AttributeType.IMPL_CRYPTO_ALGS, attrs.encode_oid_list(spec.impl_crypto_algs)
+            )
+        )
     if spec.impl_compress_algs is not None:
         signed.append(
-            attrs.encode_attribute(AttributeType.IMPL_COMPRESS_ALGS, attrs.encode_oid_list(spec.impl_compress_algs))
+            attrs.encode_attribute(
+                AttributeType.IMPL_COMPRESS_ALGS, attrs.encode_oid_list(spec.impl_compress_algs)
+            )
         )
     if spec.community_ids:
-        signed.append(attrs.encode_attribute(AttributeType.COMMUNITY_IDENTIFIERS, attrs.encode_community_ids(spec.community_ids)))
+        signed.append(
+            attrs.encode_attribute(
+                AttributeType.COMMUNITY_IDENTIFIERS, attrs.encode_community_ids(spec.community_ids)
+            )
+        )
     if spec.package_info is not None:
         if spec.package_info.dependencies == ():  # RFC 4108 §2.2.9: MUST NOT populate it empty
             raise ValueError("dependencies must be None, not empty, when the package has none")
-        signed.append(attrs.encode_attribute(AttributeType.FIRMWARE_PACKAGE_INFO, attrs.encode_package_info(spec.package_info)))
+        signed.append(
+            attrs.encode_attribute(
+                AttributeType.FIRMWARE_PACKAGE_INFO, attrs.encode_package_info(spec.package_info)
+            )
+        )
     if spec.fw_message_digest is not None:
-        md = FirmwareMessageDigest(spec.fw_message_digest, crypto.digest_of(spec.fw_message_digest, firmware))
-        signed.append(attrs.encode_attribute(AttributeType.FW_PKG_MESSAGE_DIGEST, attrs.encode_fw_message_digest(md)))
+        md = FirmwareMessageDigest(
+            spec.fw_message_digest, crypto.digest_of(spec.fw_message_digest, firmware)
+        )
+        signed.append(
+            attrs.encode_attribute(
+                AttributeType.FW_PKG_MESSAGE_DIGEST, attrs.encode_fw_message_digest(md)
+            )
+        )
     if spec.signing_time is not None:
-        signed.append(attrs.encode_attribute(AttributeType.SIGNING_TIME, attrs.encode_signing_time(spec.signing_time)))
+        signed.append(
+            attrs.encode_attribute(
+                AttributeType.SIGNING_TIME, attrs.encode_signing_time(spec.signing_time)
+            )
+        )
     if spec.description is not None:
         signed.append(
             attrs.encode_attribute(
-                AttributeType.CONTENT_HINTS, attrs.encode_content_hints(spec.description, ContentType.FIRMWARE_PACKAGE)
+                AttributeType.CONTENT_HINTS,
+                attrs.encode_content_hints(spec.description, ContentType.FIRMWARE_PACKAGE),
             )
         )
     if signer.certificate is not None:  # RFC 4108 §2.2.13: SHOULD with a certificate
-        signed.append(attrs.encode_attribute(AttributeType.SIGNING_CERTIFICATE, attrs.encode_signing_certificate(signer.certificate)))
+        signed.append(
+            attrs.encode_attribute(
+                AttributeType.SIGNING_CERTIFICATE,
+                attrs.encode_signing_certificate(signer.certificate),
+            )
+        )
     signed.extend(spec.extra_signed_attributes)
     return build_signed_data(content, content_type, signer, signed, unsigned)
 
@@ -212,7 +263,7 @@ def _check_name(pid: FirmwarePackageId) -> None:
         raise ValueError("a legacy name takes a legacy (octet string) stale version")
 
 
-# --- Opening a package ---------------------------------------------------------------------------
+# --- Opening a package -------------------------------------------------------------------------
 
 
 @dataclass
@@ -235,7 +286,9 @@ class PackageView:
 _REQUIRED = (AttributeType.FIRMWARE_PACKAGE_ID, AttributeType.TARGET_HARDWARE_IDS)
 
 
-def open_package(data: bytes | bytearray | memoryview, *, allow_issuer_serial: bool = True) -> PackageView:
+def open_package(
+    data: bytes | bytearray | memoryview, *, allow_issuer_serial: bool = True
+) -> PackageView:
     """Parse a firmware package and decode its RFC 4108 §2.2 signed attributes.
 
     Structural problems get the codes of RFC 4108 §4.1.3 in the order the layers are met:
@@ -244,13 +297,22 @@ def open_package(data: bytes | bytearray | memoryview, *, allow_issuer_serial: b
     ``badSignedAttrs`` (missing required attribute, duplicate, malformed or non-DER value) and
     ``badUnsignedAttrs`` (anything but one wrapped-firmware-decryption-key, §2.3).
     """
-    sd = parse_signed_data(data, econtent_types=PACKAGE_ECONTENT_TYPES, allow_issuer_serial=allow_issuer_serial)
+    sd = parse_signed_data(
+        data, econtent_types=PACKAGE_ECONTENT_TYPES, allow_issuer_serial=allow_issuer_serial
+    )
     signed = sd.signer.signed_attrs
     for oid in _REQUIRED:  # RFC 4108 §2.2: MUST include these four (two checked by the CMS layer)
         if oid not in signed:
-            raise CmsError(E.BAD_SIGNED_ATTRS, f"signed attribute {oid_name(oid)} is missing (RFC 4108 §2.2)")
-    if sd.econtent_type == ContentType.ENCRYPTED_DATA and AttributeType.DECRYPT_KEY_ID not in signed:
-        raise CmsError(E.BAD_SIGNED_ATTRS, "encrypted package without a decrypt-key-identifier (RFC 4108 §2.2)")
+            raise CmsError(
+                E.BAD_SIGNED_ATTRS, f"signed attribute {oid_name(oid)} is missing (RFC 4108 §2.2)"
+            )
+    if (
+        sd.econtent_type == ContentType.ENCRYPTED_DATA
+        and AttributeType.DECRYPT_KEY_ID not in signed
+    ):
+        raise CmsError(
+            E.BAD_SIGNED_ATTRS, "encrypted package without a decrypt-key-identifier (RFC 4108 §2.2)"
+        )
     try:
         attributes = decode_package_attributes(sd)
     except attrs.AttributeError_ as exc:
@@ -260,10 +322,15 @@ def open_package(data: bytes | bytearray | memoryview, *, allow_issuer_serial: b
     if unsigned is not None:  # RFC 4108 §2.3: absent, or one wrapped-firmware-decryption-key
         others = [oid for oid in unsigned if oid != AttributeType.WRAPPED_FIRMWARE_KEY]
         if others:
-            raise CmsError(E.BAD_UNSIGNED_ATTRS, f"unsigned attribute {oid_name(others[0])} is not allowed (RFC 4108 §2.3)")
+            raise CmsError(
+                E.BAD_UNSIGNED_ATTRS,
+                f"unsigned attribute {oid_name(others[0])} is not allowed (RFC 4108 §2.3)",
+            )
         values = unsigned[AttributeType.WRAPPED_FIRMWARE_KEY].values
         if len(values) != 1:
-            raise CmsError(E.BAD_UNSIGNED_ATTRS, "wrapped-firmware-decryption-key must have exactly one value")
+            raise CmsError(
+                E.BAD_UNSIGNED_ATTRS, "wrapped-firmware-decryption-key must have exactly one value"
+            )
         wrapped = values[0]
     return PackageView(sd, attributes, wrapped)
 
@@ -274,7 +341,9 @@ def decode_package_attributes(sd: ParsedSignedData) -> PackageAttributes:
     signed = sd.signer.signed_attrs
     for oid, attr in signed.items():
         if oid in attrs.KNOWN_SIGNED_ATTRIBUTES and len(attr.values) != 1:
-            raise attrs.AttributeError_(f"{oid_name(oid)} must have exactly one value (RFC 4108 §2.2)")
+            raise attrs.AttributeError_(
+                f"{oid_name(oid)} must have exactly one value (RFC 4108 §2.2)"
+            )
 
     def get(oid: str) -> bytes | None:
         a = signed.get(oid)
@@ -285,24 +354,36 @@ def decode_package_attributes(sd: ParsedSignedData) -> PackageAttributes:
         return decode(value) if value is not None else None
 
     pkg_id = attrs.decode_package_id(signed[AttributeType.FIRMWARE_PACKAGE_ID].value)
-    target = attrs.decode_oid_list(signed[AttributeType.TARGET_HARDWARE_IDS].value, "target-hardware-module-identifiers")
+    target = attrs.decode_oid_list(
+        signed[AttributeType.TARGET_HARDWARE_IDS].value, "target-hardware-module-identifiers"
+    )
     hints = opt(AttributeType.CONTENT_HINTS, attrs.decode_content_hints)
     if hints is not None and getattr(hints, "content_type", None) != ContentType.FIRMWARE_PACKAGE:
-        raise attrs.AttributeError_("content-hints must name id-ct-firmwarePackage (RFC 4108 §2.2.12)")
+        raise attrs.AttributeError_(
+            "content-hints must name id-ct-firmwarePackage (RFC 4108 §2.2.12)"
+        )
     return PackageAttributes(
         content_type=sd.content_type,
         message_digest=sd.message_digest,
         package_id=pkg_id,
         target_hardware=target,
         decrypt_key_id=opt(AttributeType.DECRYPT_KEY_ID, attrs.decode_decrypt_key_id),  # type: ignore[arg-type]
-        impl_crypto_algs=opt(AttributeType.IMPL_CRYPTO_ALGS, lambda v: attrs.decode_oid_list(v, "implemented-crypto-algorithms")),  # type: ignore[arg-type]
-        impl_compress_algs=opt(AttributeType.IMPL_COMPRESS_ALGS, lambda v: attrs.decode_oid_list(v, "implemented-compress-algorithms")),  # type: ignore[arg-type]
+        impl_crypto_algs=opt(
+            AttributeType.IMPL_CRYPTO_ALGS,
+            lambda v: attrs.decode_oid_list(v, "implemented-crypto-algorithms"),
+        ),  # type: ignore[arg-type]
+        impl_compress_algs=opt(
+            AttributeType.IMPL_COMPRESS_ALGS,
+            lambda v: attrs.decode_oid_list(v, "implemented-compress-algorithms"),
+        ),  # type: ignore[arg-type]
         community_ids=opt(AttributeType.COMMUNITY_IDENTIFIERS, attrs.decode_community_ids),  # type: ignore[arg-type]
         package_info=opt(AttributeType.FIRMWARE_PACKAGE_INFO, attrs.decode_package_info),  # type: ignore[arg-type]
         fw_message_digest=opt(AttributeType.FW_PKG_MESSAGE_DIGEST, attrs.decode_fw_message_digest),  # type: ignore[arg-type]
         signing_time=opt(AttributeType.SIGNING_TIME, attrs.decode_signing_time),  # type: ignore[arg-type]
         content_hints=hints,  # type: ignore[arg-type]
-        signing_certificate_hashes=opt(AttributeType.SIGNING_CERTIFICATE, attrs.decode_signing_certificate),  # type: ignore[arg-type]
+        signing_certificate_hashes=opt(
+            AttributeType.SIGNING_CERTIFICATE, attrs.decode_signing_certificate
+        ),  # type: ignore[arg-type]
         other=tuple(oid for oid in signed if oid not in attrs.KNOWN_SIGNED_ATTRIBUTES),
     )
 
@@ -347,7 +428,9 @@ def parse_encrypted_data(sd: ParsedSignedData) -> EncryptedLayer:
     except der.DerError as exc:
         raise CmsError(E.BAD_ENCRYPTED_DATA, str(exc)) from None
     if rest:  # RFC 4108 §2.1.3: unprotectedAttrs MUST NOT be present
-        raise CmsError(E.UNPROTECTED_ATTRS_PRESENT, "EncryptedData carries unprotectedAttrs (RFC 4108 §2.1.3)")
+        raise CmsError(
+            E.UNPROTECTED_ATTRS_PRESENT, "EncryptedData carries unprotectedAttrs (RFC 4108 §2.1.3)"
+        )
     if version != ENCRYPTED_DATA_VERSION:  # RFC 4108 §2.1.3: MUST be 0
         raise CmsError(E.BAD_ENCRYPTED_DATA, f"EncryptedData version {version}, expected 0")
     try:
@@ -356,7 +439,9 @@ def parse_encrypted_data(sd: ParsedSignedData) -> EncryptedLayer:
             raise der.DerError("EncryptedContentInfo: malformed")
         inner_type = der.decode_oid(buf[eci[0].content_start : eci[0].content_end])
         if inner_type not in ENCRYPTED_CONTENT_TYPES:
-            raise der.DerError(f"EncryptedContentInfo holds {oid_name(inner_type)} (RFC 4108 §2.1.3.1)")
+            raise der.DerError(
+                f"EncryptedContentInfo holds {oid_name(inner_type)} (RFC 4108 §2.1.3.1)"
+            )
         alg_bytes = der.element_bytes(buf, eci[1])
         ct_tlv = eci[2] if len(eci) == 3 else None
         if ct_tlv is not None and not ct_tlv.is_context(0):
@@ -413,7 +498,9 @@ def unwrap_firmware_key(
         inner_type = der.decode_oid(buf[eci[0].content_start : eci[0].content_end])
         alg = AlgorithmId.decode(der.element_bytes(buf, eci[1]))
         if inner_type != layer.inner_type or alg != layer.algorithm:
-            raise der.DerError("EnvelopedData does not describe the EncryptedData (RFC 4108 §2.3.1)")
+            raise der.DerError(
+                "EnvelopedData does not describe the EncryptedData (RFC 4108 §2.3.1)"
+            )
         recipients = der.children(buf, parts[idx])
     except der.DerError as exc:
         raise CmsError(E.BAD_UNSIGNED_ATTRS, f"wrapped-firmware-decryption-key: {exc}") from None
@@ -434,12 +521,14 @@ def unwrap_firmware_key(
         try:
             kw = KeyWrapAlgorithm(wrap_alg.oid)
         except ValueError:
-            raise CmsError(E.BAD_ENCRYPT_ALGORITHM, f"unsupported key wrap {oid_name(wrap_alg.oid)}") from None
+            raise CmsError(
+                E.BAD_ENCRYPT_ALGORITHM, f"unsupported key wrap {oid_name(wrap_alg.oid)}"
+            ) from None
         return crypto.unwrap_key(kw, kek, encrypted_key)
     return None
 
 
-# --- CompressedData (RFC 4108 §2.1.4, RFC 3274) -----------------------------------------------
+# --- CompressedData (RFC 4108 §2.1.4, RFC 3274) ------------------------------------------------
 
 
 def _compressed_stream(chunks: Iterable[bytes | memoryview]) -> Iterator[bytes]:
@@ -488,12 +577,18 @@ def _compressed_stream(chunks: Iterable[bytes | memoryview]) -> Iterator[bytes]:
         open_constructed("encapContentInfo", der.SEQUENCE)
         etype = der.decode_oid(_content_of(small("eContentType", der.OBJECT_IDENTIFIER)))
         if etype != ContentType.FIRMWARE_PACKAGE:  # RFC 4108 §2.1.4.1
-            raise CmsError(E.BAD_ENCAP_CONTENT, f"CompressedData holds {oid_name(etype)}, not FirmwarePkgData")
+            raise CmsError(
+                E.BAD_ENCAP_CONTENT, f"CompressedData holds {oid_name(etype)}, not FirmwarePkgData"
+            )
         if at_end():
-            raise CmsError(E.MISSING_COMPRESSED_CONTENT, "CompressedData has no eContent (RFC 4108 §2.1.4.1)")
+            raise CmsError(
+                E.MISSING_COMPRESSED_CONTENT, "CompressedData has no eContent (RFC 4108 §2.1.4.1)"
+            )
         hdr = der.read_header(reader)
         if hdr.is_eoc and ends[-1] is None:
-            raise CmsError(E.MISSING_COMPRESSED_CONTENT, "CompressedData has no eContent (RFC 4108 §2.1.4.1)")
+            raise CmsError(
+                E.MISSING_COMPRESSED_CONTENT, "CompressedData has no eContent (RFC 4108 §2.1.4.1)"
+            )
         if not hdr.is_context(0) or not hdr.constructed:
             raise der.DerError("CompressedData eContent: unexpected element")
         ends.append(None if hdr.length is None else reader.pos + hdr.length)
@@ -537,10 +632,13 @@ def _inflate(chunks: Iterable[memoryview]) -> Iterator[bytes]:
     except zlib.error as exc:
         raise CmsError(E.DECOMPRESS_FAILURE, f"zlib: {exc}") from None
     if not d.eof or d.unused_data:
-        raise CmsError(E.DECOMPRESS_FAILURE, "truncated zlib stream" if not d.eof else "data after the zlib stream")
+        raise CmsError(
+            E.DECOMPRESS_FAILURE,
+            "truncated zlib stream" if not d.eof else "data after the zlib stream",
+        )
 
 
-# --- Streams of firmware ---------------------------------------------------------------------------
+# --- Streams of firmware -----------------------------------------------------------------------
 
 
 def _drain_for_decrypt_error(plain: Iterator[bytes], original: CmsError) -> CmsError:
@@ -555,7 +653,9 @@ def _drain_for_decrypt_error(plain: Iterator[bytes], original: CmsError) -> CmsE
     return original
 
 
-def firmware_stream(view: PackageView, key: bytes | None = None, layer: EncryptedLayer | None = None) -> Iterator[bytes | memoryview]:
+def firmware_stream(
+    view: PackageView, key: bytes | None = None, layer: EncryptedLayer | None = None
+) -> Iterator[bytes | memoryview]:
     """Yield the firmware octets, removing encryption and compression on the fly."""
     sd = view.sd
     if sd.econtent_type == ContentType.FIRMWARE_PACKAGE:

@@ -25,7 +25,13 @@ from suitkit.cms import der
 from suitkit.cms.device import CmsDevice
 from suitkit.cms.errors import CmsError
 from suitkit.cms.loader import LoadPolicy, load_package
-from suitkit.cms.model import FirmwareMessageDigest, InstalledPackage, LoadResult, PackageName
+from suitkit.cms.model import (
+    FirmwareMessageDigest,
+    InstalledPackage,
+    LoadResult,
+    PackageName,
+    TrustAnchor,
+)
 from suitkit.cms.oids import REPORT_VERSION_V1, AttributeType, ContentType, LoadErrorCode, oid_name
 from suitkit.cms.signeddata import (
     Signer,
@@ -36,7 +42,6 @@ from suitkit.cms.signeddata import (
     resolve_signer,
     verify_signer_info,
 )
-from suitkit.cms.model import TrustAnchor
 
 E = LoadErrorCode
 
@@ -92,7 +97,7 @@ class ParsedReport:
         return "receipt" if isinstance(self.report, LoadReceipt) else "error"
 
 
-# --- Encoding --------------------------------------------------------------------------------------
+# --- Encoding ----------------------------------------------------------------------------------
 
 
 def encode_receipt_content(receipt: LoadReceipt) -> bytes:
@@ -149,13 +154,22 @@ def encode_report(
         return der.sequence(der.encode_oid(ctype), der.tlv(0xA0, content))
     signed = []
     if signing_time is not None:
-        signed.append(attrs.encode_attribute(AttributeType.SIGNING_TIME, attrs.encode_signing_time(signing_time)))
+        signed.append(
+            attrs.encode_attribute(
+                AttributeType.SIGNING_TIME, attrs.encode_signing_time(signing_time)
+            )
+        )
     if fw_message_digest is not None:
-        signed.append(attrs.encode_attribute(AttributeType.FW_PKG_MESSAGE_DIGEST, attrs.encode_fw_message_digest(fw_message_digest)))
+        signed.append(
+            attrs.encode_attribute(
+                AttributeType.FW_PKG_MESSAGE_DIGEST,
+                attrs.encode_fw_message_digest(fw_message_digest),
+            )
+        )
     return b"".join(build_signed_data(content, ctype, signer, signed))
 
 
-# --- Decoding --------------------------------------------------------------------------------------
+# --- Decoding ----------------------------------------------------------------------------------
 
 
 def _decode_content(data: bytes, ctype: str) -> Report:
@@ -170,7 +184,9 @@ def _decode_content(data: bytes, ctype: str) -> Report:
                 hw_type=str(obj["hwType"]),
                 hw_serial=bytes(obj["hwSerialNum"]),
                 package_name=attrs.package_name_from_asn1(obj["fwPkgName"]),
-                trust_anchor_key_id=bytes(obj["trustAnchorKeyID"]) if obj["trustAnchorKeyID"].isValue else None,
+                trust_anchor_key_id=bytes(obj["trustAnchorKeyID"])
+                if obj["trustAnchorKeyID"].isValue
+                else None,
                 decrypt_key_id=bytes(obj["decryptKeyID"]) if obj["decryptKeyID"].isValue else None,
             )
         obj, rest = der_decoder.decode(data, asn1Spec=rfc4108.FirmwarePackageLoadError())
@@ -196,7 +212,9 @@ def _decode_content(data: bytes, ctype: str) -> Report:
             hw_serial=bytes(obj["hwSerialNum"]),
             error_code=code,
             vendor_error_code=vendor,
-            package_name=attrs.package_name_from_asn1(obj["fwPkgName"]) if obj["fwPkgName"].isValue else None,
+            package_name=attrs.package_name_from_asn1(obj["fwPkgName"])
+            if obj["fwPkgName"].isValue
+            else None,
             config=config,
         )
     except (PyAsn1Error, ValueError) as exc:
@@ -218,14 +236,23 @@ def decode_report(
     ctype, buf, content = parse_content_info(buf)
     report_types = (ContentType.FIRMWARE_LOAD_RECEIPT, ContentType.FIRMWARE_LOAD_ERROR)
     if ctype in report_types:
-        return ParsedReport(_decode_content(der.element_bytes(buf, content), ctype), signed=False, verified=False)
+        return ParsedReport(
+            _decode_content(der.element_bytes(buf, content), ctype), signed=False, verified=False
+        )
     if ctype != ContentType.SIGNED_DATA:
-        raise CmsError(E.BAD_CONTENT_INFO, f"ContentInfo holds {oid_name(ctype)}, not a receipt or error report")
+        raise CmsError(
+            E.BAD_CONTENT_INFO,
+            f"ContentInfo holds {oid_name(ctype)}, not a receipt or error report",
+        )
     sd = parse_signed_data(buf, econtent_types=report_types)
     if sd.signer.unsigned_attrs is not None:  # RFC 4108 §3.1.2.1: MUST NOT be present
-        raise CmsError(E.BAD_UNSIGNED_ATTRS, "unsigned attributes in a signed receipt or error report")
+        raise CmsError(
+            E.BAD_UNSIGNED_ATTRS, "unsigned attributes in a signed receipt or error report"
+        )
     if sd.content_type != sd.econtent_type:
-        raise CmsError(E.CONTENT_TYPE_MISMATCH, "content-type attribute does not match eContentType")
+        raise CmsError(
+            E.CONTENT_TYPE_MISMATCH, "content-type attribute does not match eContentType"
+        )
     signed = sd.signer.signed_attrs
     try:
         when = signed.get(AttributeType.SIGNING_TIME)
@@ -250,7 +277,7 @@ def decode_report(
     )
 
 
-# --- Receipts and error reports for a load ----------------------------------------------------------
+# --- Receipts and error reports for a load -----------------------------------------------------
 
 
 @dataclass
@@ -280,7 +307,9 @@ def receipt_for(device: CmsDevice, result: LoadResult) -> LoadReceipt:
     )
 
 
-def error_report_for(device: CmsDevice, error: CmsError, *, include_config: bool = True) -> LoadErrorReport:
+def error_report_for(
+    device: CmsDevice, error: CmsError, *, include_config: bool = True
+) -> LoadErrorReport:
     """The error report for a failed load, with the current configuration (RFC 4108 §4.1.3
     RECOMMENDS it for modules that hold several packages)."""
     if device.hw_serial is None:
@@ -321,13 +350,19 @@ def process_package(
         report = None
         if device.hw_serial is not None:
             report = encode_report(
-                error_report_for(device, exc), report_signer, fw_message_digest=exc.fw_message_digest, signing_time=when
+                error_report_for(device, exc),
+                report_signer,
+                fw_message_digest=exc.fw_message_digest,
+                signing_time=when,
             )
         return LoadOutcome(None, exc, report)
     report = None
     if device.hw_serial is not None:
         report = encode_report(
-            receipt_for(device, result), report_signer, fw_message_digest=result.firmware_digest, signing_time=when
+            receipt_for(device, result),
+            report_signer,
+            fw_message_digest=result.firmware_digest,
+            signing_time=when,
         )
     return LoadOutcome(result, None, report)
 
@@ -335,7 +370,11 @@ def process_package(
 def describe_report(parsed: ParsedReport) -> dict[str, Any]:
     """A JSON-friendly description (for the CLI)."""
     r = parsed.report
-    out: dict[str, Any] = {"kind": parsed.kind, "signed": parsed.signed, "verified": parsed.verified}
+    out: dict[str, Any] = {
+        "kind": parsed.kind,
+        "signed": parsed.signed,
+        "verified": parsed.verified,
+    }
     out["hw_type"] = r.hw_type
     out["hw_serial"] = r.hw_serial.hex()
     if isinstance(r, LoadReceipt):
@@ -352,12 +391,17 @@ def describe_report(parsed: ParsedReport) -> dict[str, Any]:
             out["package"] = str(r.package_name)
         if r.config is not None:
             out["config"] = [
-                str(c.package_name) + (f" type {c.package_type}" if c.package_type is not None else "") for c in r.config
+                str(c.package_name)
+                + (f" type {c.package_type}" if c.package_type is not None else "")
+                for c in r.config
             ]
     if parsed.signer_key_id is not None:
         out["signer_key_id"] = parsed.signer_key_id.hex()
     if parsed.signing_time is not None:
         out["signing_time"] = parsed.signing_time.isoformat()
     if parsed.fw_message_digest is not None:
-        out["fw_message_digest"] = f"{oid_name(parsed.fw_message_digest.algorithm)} {parsed.fw_message_digest.digest.hex()}"
+        out["fw_message_digest"] = (
+            f"{oid_name(parsed.fw_message_digest.algorithm)} "
+            f"{parsed.fw_message_digest.digest.hex()}"
+        )
     return out

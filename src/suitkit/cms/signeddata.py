@@ -44,7 +44,7 @@ E = LoadErrorCode
 MAX_PATH_LENGTH = 8
 
 
-# --- Building ------------------------------------------------------------------------------------
+# --- Building ----------------------------------------------------------------------------------
 
 
 @dataclass
@@ -78,7 +78,9 @@ class Signer:
         return self.digest or crypto.default_digest(self.private_key)
 
     def certificates(self) -> list[x509.Certificate]:
-        out = [self.certificate] if self.certificate is not None and self.include_certificate else []
+        out = (
+            [self.certificate] if self.certificate is not None and self.include_certificate else []
+        )
         return out + list(self.extra_certificates)
 
 
@@ -100,8 +102,12 @@ def build_signed_data(
     for piece in crypto.rechunk([content]):
         h.update(piece)
     all_signed = [
-        attrs.encode_attribute(AttributeType.CONTENT_TYPE, attrs.encode_content_type(econtent_type)),
-        attrs.encode_attribute(AttributeType.MESSAGE_DIGEST, attrs.encode_message_digest(h.digest())),
+        attrs.encode_attribute(
+            AttributeType.CONTENT_TYPE, attrs.encode_content_type(econtent_type)
+        ),
+        attrs.encode_attribute(
+            AttributeType.MESSAGE_DIGEST, attrs.encode_message_digest(h.digest())
+        ),
         *signed_attributes,
     ]
     signed_set = der.set_of(all_signed)  # tag 0x31: what is signed (RFC 5652 §5.4)
@@ -118,7 +124,9 @@ def build_signed_data(
     )
     certs = signer.certificates()
     cert_set = (
-        der.tlv(0xA0, b"".join(c.public_bytes(serialization.Encoding.DER) for c in certs)) if certs else b""
+        der.tlv(0xA0, b"".join(c.public_bytes(serialization.Encoding.DER) for c in certs))
+        if certs
+        else b""
     )
     econtent_hdr = der.header(0x04, len(content))
     econtent_wrap = der.header(0xA0, len(econtent_hdr) + len(content))
@@ -134,7 +142,18 @@ def build_signed_data(
     explicit = der.header(0xA0, len(sd_hdr) + sd_len)
     ci_hdr = der.header(0x30, len(ci_oid) + len(explicit) + len(sd_hdr) + sd_len)
     prefix = b"".join(
-        [ci_hdr, ci_oid, explicit, sd_hdr, version, digest_algs, encap_hdr, oid, econtent_wrap, econtent_hdr]
+        [
+            ci_hdr,
+            ci_oid,
+            explicit,
+            sd_hdr,
+            version,
+            digest_algs,
+            encap_hdr,
+            oid,
+            econtent_wrap,
+            econtent_hdr,
+        ]
     )
     return [prefix, content, tail]
 
@@ -143,7 +162,7 @@ def join(chunks: Sequence[bytes | memoryview]) -> bytes:
     return b"".join(chunks)
 
 
-# --- Parsing -------------------------------------------------------------------------------------
+# --- Parsing -----------------------------------------------------------------------------------
 
 
 @dataclass
@@ -261,20 +280,26 @@ def parse_signed_data(
     except der.DerError as exc:
         raise _fail(E.BAD_SIGNED_DATA, str(exc)) from None
     if version != SIGNED_DATA_VERSION:  # RFC 4108 §2.1.2, §3.1.2: MUST be 3
-        raise _fail(E.BAD_SIGNED_DATA, f"SignedData version {version}, expected {SIGNED_DATA_VERSION}")
+        raise _fail(
+            E.BAD_SIGNED_DATA, f"SignedData version {version}, expected {SIGNED_DATA_VERSION}"
+        )
     if len(digest_algs) != 1:  # RFC 4108 §2.1.2: a single digest algorithm
         raise _fail(E.BAD_SIGNED_DATA, f"{len(digest_algs)} digestAlgorithms, expected exactly one")
     if len(signer_tlvs) != 1:  # RFC 4108 §2.1.2: exactly one SignerInfo
         raise _fail(E.BAD_SIGNED_DATA, f"{len(signer_tlvs)} SignerInfos, expected exactly one")
     try:
-        digest_alg = crypto.digest_algorithm_from_id(AlgorithmId.decode(der.element_bytes(buf, digest_algs[0])))
+        digest_alg = crypto.digest_algorithm_from_id(
+            AlgorithmId.decode(der.element_bytes(buf, digest_algs[0]))
+        )
     except der.DerError as exc:
         raise _fail(E.BAD_SIGNED_DATA, f"digestAlgorithms: {exc}") from None
     econtent_type, econtent = _parse_encap(buf, encap_tlv, econtent_types)
     certificates = _parse_certificates(buf, cert_tlv) if cert_tlv is not None else []
     signer = _parse_signer_info(buf, signer_tlvs[0], allow_issuer_serial)
     if signer.digest_algorithm is not digest_alg:  # RFC 4108 §2.1.2.1
-        raise _fail(E.BAD_SIGNER_INFO, "SignerInfo digestAlgorithm differs from SignedData.digestAlgorithms")
+        raise _fail(
+            E.BAD_SIGNER_INFO, "SignerInfo digestAlgorithm differs from SignedData.digestAlgorithms"
+        )
     parsed = ParsedSignedData(
         version=version,
         digest_algorithm=digest_alg,
@@ -362,7 +387,11 @@ def _parse_signer_info(buf: memoryview, tlv: der.Tlv, allow_issuer_serial: bool)
             expected = SIGNER_INFO_VERSION_SKI
         elif sid.is_universal(der.SEQUENCE):
             ias = der.children(buf, sid)
-            if len(ias) != 2 or not ias[0].is_universal(der.SEQUENCE) or not ias[1].is_universal(der.INTEGER):
+            if (
+                len(ias) != 2
+                or not ias[0].is_universal(der.SEQUENCE)
+                or not ias[1].is_universal(der.INTEGER)
+            ):
                 raise der.DerError("issuerAndSerialNumber: malformed")
             issuer = der.element_bytes(buf, ias[0])
             serial = der.decode_integer(buf[ias[1].content_start : ias[1].content_end])
@@ -370,7 +399,10 @@ def _parse_signer_info(buf: memoryview, tlv: der.Tlv, allow_issuer_serial: bool)
         else:
             raise der.DerError("SignerInfo.sid: unexpected choice")
         if version != expected or (key_id is None and not allow_issuer_serial):
-            raise der.DerError(f"SignerInfo version {version} with {'subjectKeyIdentifier' if key_id is not None else 'issuerAndSerialNumber'}")
+            raise der.DerError(
+                f"SignerInfo version {version} with "
+                + ("subjectKeyIdentifier" if key_id is not None else "issuerAndSerialNumber")
+            )
         digest_id = AlgorithmId.decode(der.element_bytes(buf, parts[2]))
         rest = parts[3:]
         signed_tlv = unsigned_tlv = None
@@ -404,7 +436,9 @@ def _parse_signer_info(buf: memoryview, tlv: der.Tlv, allow_issuer_serial: bool)
     unsigned = None
     if unsigned_tlv is not None:
         try:
-            unsigned = {a.oid: a for a in attrs.parse_attribute_set(buf, unsigned_tlv, require_der=False)}
+            unsigned = {
+                a.oid: a for a in attrs.parse_attribute_set(buf, unsigned_tlv, require_der=False)
+            }
         except (attrs.AttributeError_, der.DerError) as exc:
             raise _fail(E.BAD_UNSIGNED_ATTRS, str(exc)) from None
     return SignerInfo(
@@ -421,7 +455,7 @@ def _parse_signer_info(buf: memoryview, tlv: der.Tlv, allow_issuer_serial: bool)
     )
 
 
-# --- Signer and trust anchor --------------------------------------------------------------------
+# --- Signer and trust anchor -------------------------------------------------------------------
 
 
 @dataclass
@@ -442,7 +476,9 @@ def _matches_sid(cert: x509.Certificate, signer: SignerInfo) -> bool:
     return cert.serial_number == signer.serial and cert.issuer.public_bytes() == signer.issuer
 
 
-def _anchor_for_key(anchors: Sequence[TrustAnchor], key: PublicKey, key_id: bytes) -> TrustAnchor | None:
+def _anchor_for_key(
+    anchors: Sequence[TrustAnchor], key: PublicKey, key_id: bytes
+) -> TrustAnchor | None:
     for anchor in anchors:
         if anchor.key_id == key_id and _same_key(anchor.public_key, key):
             return anchor
@@ -453,7 +489,10 @@ def _same_key(a: PublicKey, b: PublicKey) -> bool:
     if isinstance(a, HssLmsPublicKey) or isinstance(b, HssLmsPublicKey):
         return a == b
     fmt = serialization.PublicFormat.SubjectPublicKeyInfo
-    return bool(a.public_bytes(serialization.Encoding.DER, fmt) == b.public_bytes(serialization.Encoding.DER, fmt))
+    return bool(
+        a.public_bytes(serialization.Encoding.DER, fmt)
+        == b.public_bytes(serialization.Encoding.DER, fmt)
+    )
 
 
 def resolve_signer(
@@ -475,7 +514,10 @@ def resolve_signer(
                 return SignerPath(anchor, anchor.public_key, [])
     leaf = next((c for c in sd.certificates if _matches_sid(c, signer)), None)
     if leaf is None:
-        raise _fail(E.NO_TRUST_ANCHOR, f"no trust anchor or certificate matches the signer ({signer.sid_description()})")
+        raise _fail(
+            E.NO_TRUST_ANCHOR,
+            f"no trust anchor or certificate matches the signer ({signer.sid_description()})",
+        )
     _check_leaf_usage(leaf)
     chain = [leaf]
     current = leaf
@@ -487,14 +529,21 @@ def resolve_signer(
             _check_authorized(direct)
             return SignerPath(direct, _cert_key(leaf), chain)
         for anchor in anchors:
-            if anchor.name is not None and anchor.name == current.issuer and _cert_signed_by(current, anchor.public_key):
+            if (
+                anchor.name is not None
+                and anchor.name == current.issuer
+                and _cert_signed_by(current, anchor.public_key)
+            ):
                 _check_authorized(anchor)
                 return SignerPath(anchor, _cert_key(leaf), chain)
         issuer = next(
             (
                 c
                 for c in sd.certificates
-                if c not in chain and c.subject == current.issuer and _is_ca(c) and _cert_signed_by(current, _cert_key(c))
+                if c not in chain
+                and c.subject == current.issuer
+                and _is_ca(c)
+                and _cert_signed_by(current, _cert_key(c))
             ),
             None,
         )
@@ -502,12 +551,20 @@ def resolve_signer(
             break
         chain.append(issuer)
         current = issuer
-    raise _fail(E.NO_TRUST_ANCHOR, f"the signer's certificate ({leaf.subject.rfc4514_string()}) does not chain to an installed trust anchor")
+    raise _fail(
+        E.NO_TRUST_ANCHOR,
+        f"the signer's certificate ({leaf.subject.rfc4514_string()}) "
+        "does not chain to an installed trust anchor",
+    )
 
 
 def _check_authorized(anchor: TrustAnchor) -> None:
     if not anchor.authorized:
-        raise _fail(E.NOT_AUTHORIZED, f"trust anchor {anchor.label or anchor.key_id.hex()} is not an authorized firmware package signer")
+        raise _fail(
+            E.NOT_AUTHORIZED,
+            f"trust anchor {anchor.label or anchor.key_id.hex()} "
+            "is not an authorized firmware package signer",
+        )
 
 
 def _cert_key(cert: x509.Certificate) -> PublicKey:
@@ -548,7 +605,10 @@ def _check_validity(cert: x509.Certificate, now: _dt.datetime | None) -> None:
     if now is None:
         return
     if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
-        raise _fail(E.NO_TRUST_ANCHOR, f"certificate {cert.subject.rfc4514_string()} is outside its validity period")
+        raise _fail(
+            E.NO_TRUST_ANCHOR,
+            f"certificate {cert.subject.rfc4514_string()} is outside its validity period",
+        )
 
 
 def _cert_signed_by(cert: x509.Certificate, key: PublicKey) -> bool:
@@ -556,7 +616,10 @@ def _cert_signed_by(cert: x509.Certificate, key: PublicKey) -> bool:
     try:
         sig, tbs = cert.signature, cert.tbs_certificate_bytes
         if isinstance(key, HssLmsPublicKey):
-            return cert.signature_algorithm_oid.dotted_string == SignatureAlgorithm.HSS_LMS and key.verify(sig, tbs)
+            return (
+                cert.signature_algorithm_oid.dotted_string == SignatureAlgorithm.HSS_LMS
+                and key.verify(sig, tbs)
+            )
         hash_alg = cert.signature_hash_algorithm
         if isinstance(key, ec.EllipticCurvePublicKey):
             if hash_alg is None:
@@ -589,7 +652,13 @@ def verify_signer_info(sd: ParsedSignedData, path: SignerPath, content_digest: b
     signer = sd.signer
     if content_digest != sd.message_digest:
         raise _fail(E.SIGNATURE_FAILURE, "message-digest attribute does not match the content")
-    crypto.verify(path.public_key, signer.signature_algorithm, signer.digest_algorithm, signer.signature, signer.signed_attrs_der)
+    crypto.verify(
+        path.public_key,
+        signer.signature_algorithm,
+        signer.digest_algorithm,
+        signer.signature,
+        signer.signed_attrs_der,
+    )
     hashes = signer.signed_attrs.get(AttributeType.SIGNING_CERTIFICATE)
     if hashes is not None and path.certificates:
         try:
@@ -598,7 +667,10 @@ def verify_signer_info(sd: ParsedSignedData, path: SignerPath, content_digest: b
             raise _fail(E.BAD_SIGNED_ATTRS, str(exc)) from None
         leaf = path.certificates[0].public_bytes(serialization.Encoding.DER)
         if crypto.digest_of(DigestAlgorithm.SHA1, leaf) != cert_hashes[0]:
-            raise _fail(E.SIGNATURE_FAILURE, "signing-certificate attribute names another certificate (RFC 2634 §5.4)")
+            raise _fail(
+                E.SIGNATURE_FAILURE,
+                "signing-certificate attribute names another certificate (RFC 2634 §5.4)",
+            )
 
 
 @dataclass

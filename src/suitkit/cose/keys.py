@@ -36,7 +36,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeGuard
 
 import pyhsslms
 from cryptography import x509
@@ -101,8 +101,11 @@ _EC_CURVES: Final[dict[CoseCurve, tuple[type[ec.EllipticCurve], int]]] = {
     CoseCurve.P_384: (ec.SECP384R1, 48),
     CoseCurve.P_521: (ec.SECP521R1, 66),
 }
-_EC_CURVE_BY_NAME: Final = {"secp256r1": CoseCurve.P_256, "secp384r1": CoseCurve.P_384,
-                            "secp521r1": CoseCurve.P_521}
+_EC_CURVE_BY_NAME: Final = {
+    "secp256r1": CoseCurve.P_256,
+    "secp384r1": CoseCurve.P_384,
+    "secp521r1": CoseCurve.P_521,
+}
 
 _ECDH_ALGS: Final = frozenset(
     {_A.ECDH_ES_HKDF_256, _A.ECDH_ES_A128KW, _A.ECDH_ES_A192KW, _A.ECDH_ES_A256KW}
@@ -329,8 +332,14 @@ class CoseKey:
         if alg in _MLDSA:
             return cls._from_crypto(_MLDSA[alg][0].generate(), kid, alg)
         if alg in _SYMMETRIC_LEN:
-            return cls(CoseKeyType.SYMMETRIC, kid, alg, None, None,
-                       secrets.token_bytes(_SYMMETRIC_LEN[alg]))
+            return cls(
+                CoseKeyType.SYMMETRIC,
+                kid,
+                alg,
+                None,
+                None,
+                secrets.token_bytes(_SYMMETRIC_LEN[alg]),
+            )
         if alg in _ECDH_ALGS:
             crv = CoseCurve.P_256 if curve is None else CoseCurve(curve)
             if crv is CoseCurve.X25519:
@@ -345,8 +354,7 @@ class CoseKey:
                 lms_type=getattr(pyhsslms, f"lms_sha256_m32_h{params.height}"),
                 lmots_type=getattr(pyhsslms, f"lmots_sha256_n32_w{params.w}"),
             )
-            key = cls(CoseKeyType.HSS_LMS, kid, alg, None, prv.publicKey(),
-                      _HssState(prv, None))
+            key = cls(CoseKeyType.HSS_LMS, kid, alg, None, prv.publicKey(), _HssState(prv, None))
             if state_file is not None:
                 key.save(state_file, private=True)
             return key
@@ -490,9 +498,7 @@ class CoseKey:
             try:
                 alg = CoseAlgorithm(alg_v)
             except ValueError:
-                raise AlgorithmUnsupportedError(
-                    f"COSE_Key alg {alg_v} is not supported"
-                ) from None
+                raise AlgorithmUnsupportedError(f"COSE_Key alg {alg_v} is not supported") from None
         if kty is CoseKeyType.EC2:
             return cls._ec2_from_map(m, kid, alg)
         if kty is CoseKeyType.OKP:
@@ -687,9 +693,7 @@ class CoseKey:
     # --- files -------------------------------------------------------------------------------
 
     @classmethod
-    def load(
-        cls, source: str | os.PathLike[str] | bytes, password: bytes | None = None
-    ) -> CoseKey:
+    def load(cls, source: str | os.PathLike[str] | bytes, password: bytes | None = None) -> CoseKey:
         """Load a key from a file path or from bytes, detecting the format: PEM (``-----BEGIN``),
         DER (a SEQUENCE) or a COSE_Key CBOR map. An HSS-LMS private key loaded from a file is
         bound to that file: each signature rewrites it."""
@@ -806,7 +810,7 @@ def _password_hint(exc: TypeError) -> str:
     return f"bad password argument ({msg})"
 
 
-def _is_int(v: Any) -> bool:
+def _is_int(v: Any) -> TypeGuard[int]:
     """An integer label or value (IntEnum members included, bools excluded)."""
     return isinstance(v, int) and not isinstance(v, bool)
 
@@ -910,9 +914,7 @@ class _HssState:
         try:
             _atomic_write(path, self._encode(state), mode=0o600)
         except OSError as exc:
-            raise KeyStateError(
-                f"cannot persist the HSS-LMS key state to {path}: {exc}"
-            ) from exc
+            raise KeyStateError(f"cannot persist the HSS-LMS key state to {path}: {exc}") from exc
         self.persisted = state
 
     def _sync_from_disk(self, path: Path) -> None:

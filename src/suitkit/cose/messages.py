@@ -26,6 +26,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, ClassVar, Final, TypeAlias, TypeVar
 
 from suitkit.cose.algorithms import (
@@ -77,8 +78,9 @@ _KID = int(CoseHeader.KID)
 
 #: Header parameters suitkit processes; any other label listed in ``crit`` is refused
 #: (RFC 9052 §3.1).
-_UNDERSTOOD: Final = frozenset({CoseHeader.ALG, CoseHeader.CRIT, CoseHeader.CONTENT_TYPE,
-                                CoseHeader.KID})
+_UNDERSTOOD: Final = frozenset(
+    {CoseHeader.ALG, CoseHeader.CRIT, CoseHeader.CONTENT_TYPE, CoseHeader.KID}
+)
 
 _ALGORITHMS: Final[dict[int, CoseAlgorithm]] = {int(a): a for a in CoseAlgorithm}
 
@@ -135,6 +137,60 @@ def _encode_protected(m: Mapping[Any, Any]) -> bytes:
     return cbor.dumps(m) if m else b""
 
 
+#: Protected buckets already decoded and checked (SUIT messages repeat a few short ones, such
+#: as ``a10126``): bytes -> read-only map. Bounded; only short buckets are kept.
+_PROTECTED_CACHE: dict[bytes, Mapping[Any, Any]] = {}
+_PROTECTED_CACHE_MAX: Final = 256
+_PROTECTED_CACHE_ITEM: Final = 64
+_EMPTY_MAP: Final[Mapping[Any, Any]] = MappingProxyType({})
+
+
+def _check_label(label: Any, what: str, path: str | None) -> None:
+    if type(label) is not int and type(label) is not str:
+        raise DecodeError(f"{what} header label {label!r} is not an int or tstr", path=path)
+
+
+def _protected_map(protected: Any, what: str, path: str | None) -> Mapping[Any, Any]:
+    """Decode and check a protected bucket: a bstr holding a map (empty bstr: empty map), int or
+    tstr labels, ``crit`` naming only understood parameters, ``alg`` int/tstr, ``kid`` bstr."""
+    if not isinstance(protected, bytes):
+        raise DecodeError(f"{what} protected header must be a byte string", path=path)
+    if not protected:
+        return _EMPTY_MAP
+    cached = _PROTECTED_CACHE.get(protected)
+    if cached is not None:
+        return cached
+    pmap = cbor.loads(protected, what=f"{what} protected header", path=path)
+    if not isinstance(pmap, Mapping):
+        raise DecodeError(f"{what} protected header must decode to a map", path=path)
+    for label in pmap:
+        _check_label(label, what, path)
+    crit = pmap.get(_CRIT)
+    if crit is not None:
+        if not isinstance(crit, list | tuple) or not crit:
+            raise DecodeError(f"{what} crit header must be a non-empty array", path=path)
+        for label in crit:
+            _check_label(label, what, path)
+            if label not in _UNDERSTOOD:
+                raise CoseUnsupportedError(
+                    f"{what} has critical header parameter {label!r} that suitkit does not "
+                    "understand",
+                    path=path,
+                )
+    alg = pmap.get(_ALG)
+    if alg is not None and type(alg) is not int and type(alg) is not str:
+        raise DecodeError(f"{what} alg must be an int or tstr", path=path)
+    kid = pmap.get(_KID)
+    if kid is not None and not isinstance(kid, bytes):
+        raise DecodeError(f"{what} kid must be a byte string", path=path)
+    frozen = MappingProxyType(dict(pmap))
+    if len(protected) <= _PROTECTED_CACHE_ITEM:
+        if len(_PROTECTED_CACHE) >= _PROTECTED_CACHE_MAX:
+            _PROTECTED_CACHE.clear()
+        _PROTECTED_CACHE[protected] = frozen
+    return frozen
+
+
 def _parse_headers(
     protected: Any,
     unprotected: Any,
@@ -143,54 +199,31 @@ def _parse_headers(
     *,
     alg_protected: bool,
 ) -> Headers:
-    if not isinstance(protected, bytes):
-        raise DecodeError(f"{what} protected header must be a byte string", path=path)
-    if protected:
-        pmap = cbor.loads(protected, what=f"{what} protected header", path=path)
-        if not isinstance(pmap, Mapping):
-            raise DecodeError(f"{what} protected header must decode to a map", path=path)
-    else:
-        pmap = {}
+    pmap = _protected_map(protected, what, path)
     if not isinstance(unprotected, Mapping):
         raise DecodeError(f"{what} unprotected header must be a map", path=path)
-    for bucket in (pmap, unprotected):
-        for label in bucket:
-            if type(label) is not int and type(label) is not str:
-                raise DecodeError(f"{what} header label {label!r} is not an int or tstr", path=path)
-    if pmap and unprotected:
+    if unprotected:
+        for label in unprotected:
+            _check_label(label, what, path)
         both = [k for k in unprotected if k in pmap]
         if both:
             raise DecodeError(
                 f"{what} header label(s) {both} in both protected and unprotected buckets",
                 path=path,
             )
-    if _CRIT in unprotected:
-        raise DecodeError(f"{what} crit header must be protected (RFC 9052 §3.1)", path=path)
-    crit = pmap.get(_CRIT)
-    if crit is not None:
-        if not isinstance(crit, list | tuple) or not crit:
-            raise DecodeError(f"{what} crit header must be a non-empty array", path=path)
-        for label in crit:
-            if type(label) is not int and type(label) is not str:
-                raise DecodeError(f"{what} crit label {label!r} is not an int or tstr", path=path)
-            if label not in _UNDERSTOOD:
-                raise CoseUnsupportedError(
-                    f"{what} has critical header parameter {label!r} that suitkit does not "
-                    "understand",
-                    path=path,
-                )
-    alg = pmap.get(_ALG)
-    if alg is None:
+        if _CRIT in unprotected:
+            raise DecodeError(f"{what} crit header must be protected (RFC 9052 §3.1)", path=path)
         alg = unprotected.get(_ALG)
-        if alg is not None and alg_protected:
-            raise CoseUnsupportedError(
-                f"{what} alg must be in the protected header (RFC 9052 §3.1)", path=path
-            )
-    if alg is not None and (type(alg) is not int and type(alg) is not str):
-        raise DecodeError(f"{what} alg must be an int or tstr", path=path)
-    kid = pmap.get(_KID, unprotected.get(_KID))
-    if kid is not None and not isinstance(kid, bytes):
-        raise DecodeError(f"{what} kid must be a byte string", path=path)
+        if alg is not None:
+            if alg_protected:
+                raise CoseUnsupportedError(
+                    f"{what} alg must be in the protected header (RFC 9052 §3.1)", path=path
+                )
+            if type(alg) is not int and type(alg) is not str:
+                raise DecodeError(f"{what} alg must be an int or tstr", path=path)
+        kid = unprotected.get(_KID)
+        if kid is not None and not isinstance(kid, bytes):
+            raise DecodeError(f"{what} kid must be a byte string", path=path)
     return Headers(protected, pmap, unprotected)
 
 
@@ -520,7 +553,9 @@ class CoseMac0:
             raise AlgorithmUnsupportedError(f"COSE_Mac0 alg {alg.spec_name} is not a MAC")
         kid = headers.kid
         tbs = mac_structure(
-            "MAC0", headers.protected_bytes, external_aad,
+            "MAC0",
+            headers.protected_bytes,
+            external_aad,
             _payload(self.payload, payload, "COSE_Mac0"),
         )
         for key in _candidates(_key_tuple(keys), alg, kid):
@@ -662,9 +697,7 @@ _M = TypeVar("_M", CoseSign1, CoseSign, CoseMac0, CoseMac)
 def _decode_as(cls: type[_M], data: bytes, path: str | None) -> _M:
     msg = decode(data, path=path)
     if not isinstance(msg, cls):
-        raise CoseUnsupportedError(
-            f"expected {cls.__name__}, got {type(msg).__name__}", path=path
-        )
+        raise CoseUnsupportedError(f"expected {cls.__name__}, got {type(msg).__name__}", path=path)
     return msg
 
 
@@ -936,9 +969,7 @@ def mac(
             [headers.protected_bytes, headers.unprotected, body, tag, cose_recipients],
         )
     )
-    recipients_t = tuple(
-        CoseRecipient(Headers(b"", {}, r[1]), r[2]) for r in cose_recipients
-    )
+    recipients_t = tuple(CoseRecipient(Headers(b"", {}, r[1]), r[2]) for r in cose_recipients)
     return CoseMac(headers, body, tag, recipients_t, encoded)
 
 

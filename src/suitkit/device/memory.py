@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from suitkit.device.events import Procedure
 from suitkit.device.fetch import FetcherBase, MemoryFetcher
 from suitkit.device.platform import DeviceIdentity
 from suitkit.errors import OperationFailedError
@@ -64,6 +65,7 @@ class MemoryPlatform:
     custom: dict[int, Callable[[Any, ComponentIdentifier, Mapping[int, Any]], None]] = field(
         default_factory=dict
     )
+    sections: list[tuple[Procedure, int]] = field(default_factory=list)
     writes: int = 0
     bytes_written: int = 0
 
@@ -134,6 +136,9 @@ class MemoryPlatform:
         self.invocations.append((component, arguments))
 
     # persistent state
+    def begin_section(self, procedure: Procedure, section: int) -> None:
+        self.sections.append((procedure, section))
+
     def sequence_number(self, manifest_key: str) -> int | None:
         return self.sequence_numbers.get(manifest_key)
 

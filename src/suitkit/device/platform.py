@@ -19,7 +19,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from suitkit.device.events import CommandEvent
+from suitkit.device.events import CommandEvent, Procedure
 from suitkit.format.manifest import ComponentIdentifier
 from suitkit.format.parameters import CborPen
 
@@ -116,7 +116,12 @@ class Clock(Protocol):
 
 
 class PersistentState(Protocol):
-    """State that survives a reboot: sequence numbers per manifest, installed manifests."""
+    """State that survives a reboot: sequence numbers per manifest, installed manifests, and the
+    journal that makes an interrupted update resumable (manifest §6.3)."""
+
+    def begin_section(self, procedure: Procedure, section: int) -> None:
+        """Called before each command sequence of a procedure runs (a journal point)."""
+        ...
 
     def sequence_number(self, manifest_key: str) -> int | None:
         """The sequence number of the last manifest installed under ``manifest_key``."""

@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from suitkit.device.events import CommandEvent, Procedure, RunResult
 from suitkit.device.layout import command_offsets, nested_offsets
@@ -61,8 +61,16 @@ from suitkit.format.commands import (
     command_name,
 )
 from suitkit.format.digest import Digest, Hasher
-from suitkit.format.envelope import Envelope
-from suitkit.format.manifest import ComponentIdentifier, Manifest, component_id_text
+from suitkit.format.envelope import Envelope, SeverableMember
+from suitkit.format.manifest import (
+    SEVERABLE_SEQUENCES,
+    ComponentIdentifier,
+    Manifest,
+    component_id_text,
+)
+
+if TYPE_CHECKING:
+    from suitkit.cose.keys import CoseKey
 
 __all__ = [
     "IMPLEMENTED_COMMANDS",
@@ -70,6 +78,7 @@ __all__ = [
     "ManifestRejectedError",
     "Processor",
     "ProcessorLimits",
+    "authenticated_envelope",
     "manifest_key",
 ]
 
@@ -158,6 +167,29 @@ class ProcessorLimits:
     chunk_size: int = 64 * 1024
     #: Largest payload written into one component, whatever its capacity.
     max_payload: int = 1 << 32
+
+
+def authenticated_envelope(
+    data: bytes,
+    trusted_keys: Iterable[CoseKey],
+    *,
+    severed: Mapping[int, bytes] | Iterable[bytes] | None = None,
+) -> Envelope:
+    """Authenticate ``data`` (signature, then severable members against their digests) and
+    return the envelope with every supplied severed member in place (§6.2, §8.5)."""
+    from suitkit.format.authentication import authenticate
+
+    auth = authenticate(data, trusted_keys, severed=severed)
+    env = auth.envelope
+    extra: dict[int, SeverableMember] = {}
+    for key in SEVERABLE_SEQUENCES:
+        member = auth.member(key)
+        is_severed = isinstance(env.manifest.sequence(key), Digest)
+        if isinstance(member, CommandSequence) and key not in env.severable and is_severed:
+            extra[int(key)] = member
+    if not extra:
+        return env
+    return replace(env, severable={**env.severable, **extra})
 
 
 def manifest_key(manifest: Manifest) -> str:
@@ -253,15 +285,12 @@ class Processor:
     def update_bytes(
         self,
         data: bytes,
-        trusted_keys: Any,
+        trusted_keys: Iterable[CoseKey],
         *,
         severed: Mapping[int, bytes] | None = None,
     ) -> RunResult:
         """Authenticate ``data`` against ``trusted_keys``, then run the Update procedure."""
-        from suitkit.format.authentication import authenticate  # type: ignore[import-not-found,unused-ignore]
-
-        authenticated = authenticate(data, trusted_keys, severed=severed)
-        return self.update(authenticated.envelope)
+        return self.update(authenticated_envelope(data, trusted_keys, severed=severed))
 
     def run(self, envelope: Envelope, procedure: Procedure) -> RunResult:
         """Run one procedure; never raises a SuitError: a failure is in ``result.error``."""
@@ -270,6 +299,7 @@ class Processor:
         try:
             sections = self._prepare(envelope, procedure)
             for key, seq in sections:
+                self.platform.begin_section(procedure, key)
                 machine.run_section(key, seq)
             if procedure is Procedure.UPDATE:
                 m = envelope.manifest

@@ -49,9 +49,7 @@ def event_line(ev: CommandEvent) -> str:
 
 def summary_line(result: RunResult) -> str:
     if result.ok:
-        invoked = (
-            f", invoked {len(result.invoked)} component(s)" if result.invoked else ""
-        )
+        invoked = f", invoked {len(result.invoked)} component(s)" if result.invoked else ""
         return f"{result.procedure.value}: OK (sequence number {result.sequence_number}{invoked})"
     assert result.error is not None
     return f"{result.procedure.value}: REJECTED: {result.error}"

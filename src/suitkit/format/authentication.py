@@ -61,8 +61,13 @@ class BlockResult:
     algorithm: str
     kid: bytes | None
     verified: bool
-    key_id: bytes | None = None  # thumbprint-derived id of the trusted key that verified
+    key: CoseKey | None = None  # the trusted key that verified
     error: str | None = None
+
+    @property
+    def key_id(self) -> bytes | None:
+        """The verifying key's kid, or an id derived from its public key (computed on demand)."""
+        return _key_id(self.key) if self.key is not None else None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -191,7 +196,7 @@ def authenticate(
             )
             continue
         results.append(
-            BlockResult(i + 1, name, vr.alg.spec_name, vr.kid, True, key_id=_key_id(vr.key))
+            BlockResult(i + 1, name, vr.alg.spec_name, vr.kid, True, key=vr.key)
         )
     if not any(r.verified for r in results):
         reasons = "; ".join(f"block {r.index}: {r.error}" for r in results)
