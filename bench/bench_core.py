@@ -64,7 +64,9 @@ def bench_authenticate() -> None:
     manifest_wrapped = cbor2.dumps(env.manifest.encoded)
     sign1 = cbor2.loads(env.authentication.blocks[0]).value
     sig = sign1[3]
-    der = utils.encode_dss_signature(int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big"))
+    der = utils.encode_dss_signature(
+        int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big")
+    )
     tbs = cbor2.dumps(["Signature1", sign1[0], b"", env.authentication.digest.encoded])
     assert isinstance(pub, ec.EllipticCurvePublicKey)
 
@@ -76,9 +78,11 @@ def bench_authenticate() -> None:
         authenticate(EX1, [key])
 
     r_ours, r_bare = side_by_side(ours, bare)
-    print(f"decode + authenticate example1.suit: {r_ours:,.0f}/s "
-          f"({1e6 / r_ours:.1f} us); bare ECDSA P-256 verify + SHA-256: {r_bare:,.0f}/s "
-          f"({1e6 / r_bare:.1f} us); ratio {r_ours / r_bare:.0%} (target >= 80%)")
+    print(
+        f"decode + authenticate example1.suit: {r_ours:,.0f}/s "
+        f"({1e6 / r_ours:.1f} us); bare ECDSA P-256 verify + SHA-256: {r_bare:,.0f}/s "
+        f"({1e6 / r_bare:.1f} us); ratio {r_ours / r_bare:.0%} (target >= 80%)"
+    )
 
 
 def _nested(x: Any) -> Any:
@@ -106,9 +110,11 @@ def bench_decode() -> None:
         _nested(cbor2.loads(EX1))
 
     r_ours, r_cbor = side_by_side(ours, nested)
-    print(f"typed decode of example1.suit: {r_ours:,.0f}/s ({1e6 / r_ours:.1f} us); "
-          f"fully nested cbor2.loads: {r_cbor:,.0f}/s ({1e6 / r_cbor:.1f} us); "
-          f"ratio {r_ours / r_cbor:.0%} (target >= 25%)")
+    print(
+        f"typed decode of example1.suit: {r_ours:,.0f}/s ({1e6 / r_ours:.1f} us); "
+        f"fully nested cbor2.loads: {r_cbor:,.0f}/s ({1e6 / r_cbor:.1f} us); "
+        f"ratio {r_ours / r_cbor:.0%} (target >= 25%)"
+    )
 
 
 def bench_build_sign() -> None:
@@ -117,8 +123,15 @@ def bench_build_sign() -> None:
     desc = {
         "sequence-number": 9,
         "components": [
-            {"id": ["h'00'"], "vendor-domain": "example.com", "class-info": "a", "digest": digest,
-             "size": 1000, "uri": "http://example.com/a.bin", "invoke": True},
+            {
+                "id": ["h'00'"],
+                "vendor-domain": "example.com",
+                "class-info": "a",
+                "digest": digest,
+                "size": 1000,
+                "uri": "http://example.com/a.bin",
+                "invoke": True,
+            },
             {"id": ["h'01'"], "digest": digest, "size": 2000, "uri": "http://example.com/b.bin"},
         ],
     }
@@ -127,26 +140,37 @@ def bench_build_sign() -> None:
         sign_envelope(build_from_description(desc), [key]).encode()
 
     r = rate(build_sign, 1.0)
-    print(f"build + sign (ESP256) of a two-component manifest: {r:,.0f}/s "
-          f"({1e6 / r:.0f} us) (target >= 3,000/s)")
+    print(
+        f"build + sign (ESP256) of a two-component manifest: {r:,.0f}/s "
+        f"({1e6 / r:.0f} us) (target >= 3,000/s)"
+    )
 
 
 def bench_cli() -> None:
     exe = ROOT / ".venv" / "bin" / "suitkit"
-    cmd = [str(exe), "verify", str(VECTORS / "example1.suit"), "--key",
-           str(VECTORS / "keys" / "suit-example-es256-public.pem")]
+    cmd = [
+        str(exe),
+        "verify",
+        str(VECTORS / "example1.suit"),
+        "--key",
+        str(VECTORS / "keys" / "suit-example-es256-public.pem"),
+    ]
     times = []
     for _ in range(30):
         t0 = time.perf_counter()
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
         times.append(time.perf_counter() - t0)
-    print(f"CLI `suitkit verify example1.suit --key ...`: median {statistics.median(times) * 1000:.0f} ms"
-          f" over 30 runs (min {min(times) * 1000:.0f} ms) (target < 100 ms)")
+    print(
+        "CLI `suitkit verify example1.suit --key ...`: "
+        f"median {statistics.median(times) * 1000:.0f} ms over 30 runs (min {min(times) * 1000:.0f} ms) (target < 100 ms)"
+    )
 
 
 if __name__ == "__main__":
-    print(f"python {sys.version.split()[0]}, cbor2 {getattr(cbor2, '__version__', '?')}, "
-          f"{os.cpu_count()} cores")
+    print(
+        f"python {sys.version.split()[0]}, cbor2 {getattr(cbor2, '__version__', '?')}, "
+        f"{os.cpu_count()} cores"
+    )
     bench_authenticate()
     bench_decode()
     bench_build_sign()

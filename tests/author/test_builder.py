@@ -25,7 +25,10 @@ def _build(name: str) -> Envelope:
 
 @pytest.mark.parametrize("n", [0, 1, 3, 4, 5])
 def test_high_level_description_reproduces_digest_only_example(n: int) -> None:
-    assert _build(f"example{n}.yaml").encode() == (VECTORS / f"example{n}.digest-only.suit").read_bytes()
+    assert (
+        _build(f"example{n}.yaml").encode()
+        == (VECTORS / f"example{n}.digest-only.suit").read_bytes()
+    )
 
 
 @pytest.mark.parametrize("n", [3, 4])
@@ -87,10 +90,18 @@ def test_uuid5_identifiers_follow_section_8_4_8_1() -> None:
         ({"sequence-number": 1, "components": [{"class-info": "x"}]}, "vendor"),
         ({"sequence-number": 1, "components": [{"digest": "md5:00"}]}, "digest algorithm"),
         ({"sequence-number": 1, "components": [{"payload": "missing.bin"}]}, "cannot read"),
-        ({"sequence-number": 1, "components": [["h'00'"]], "validate": [{"no-such": 1}]},
-         "unknown command"),
-        ({"sequence-number": 1, "components": [["h'00'"]], "validate": [
-            {"override-parameters": {"vendor-id": "nope"}}]}, "UUID"),
+        (
+            {"sequence-number": 1, "components": [["h'00'"]], "validate": [{"no-such": 1}]},
+            "unknown command",
+        ),
+        (
+            {
+                "sequence-number": 1,
+                "components": [["h'00'"]],
+                "validate": [{"override-parameters": {"vendor-id": "nope"}}],
+            },
+            "UUID",
+        ),
         ({"sequence-number": -1, "components": [{}]}, "unsigned"),
     ],
 )

@@ -16,8 +16,14 @@ SUITKIT = [sys.executable, "-c", "from suitkit.cli.entry import main; main()"]
 
 
 def run(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*SUITKIT, *map(str, args)], capture_output=True, text=True, cwd=cwd,
-                          env={**os.environ, "COLUMNS": "200"}, timeout=120)
+    return subprocess.run(
+        [*SUITKIT, *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, "COLUMNS": "200"},
+        timeout=120,
+    )
 
 
 def assert_clean_error(r: subprocess.CompletedProcess[str], code: int) -> None:
@@ -106,8 +112,11 @@ def test_tampered_envelope_exits_1(workdir: Path) -> None:
 @pytest.mark.parametrize("junk", [b"", b"\x00", b"\xd8\x6b\xa0", os.urandom(64), b"\xff" * 10])
 def test_malformed_input_exits_1_without_traceback(workdir: Path, junk: bytes) -> None:
     (workdir / "junk.suit").write_bytes(junk)
-    for cmd in (["verify", "junk.suit", "--key", str(EXAMPLE_KEY_PUBLIC)], ["show", "junk.suit"],
-                ["sever", "junk.suit", "-o", "x.suit"]):
+    for cmd in (
+        ["verify", "junk.suit", "--key", str(EXAMPLE_KEY_PUBLIC)],
+        ["show", "junk.suit"],
+        ["sever", "junk.suit", "-o", "x.suit"],
+    ):
         r = run(*cmd, cwd=workdir)
         assert_clean_error(r, 1)
         assert r.stderr.startswith("suitkit: error:")
@@ -121,8 +130,14 @@ def test_digest_only_envelope_is_not_authentic() -> None:
 
 @pytest.mark.parametrize(
     "args",
-    [["verify"], ["verify", "x.suit"], ["keygen", "--alg"], ["nonsense"], ["show"],
-     ["sever", "x.suit", "-o", "y", "--element", "bogus"]],
+    [
+        ["verify"],
+        ["verify", "x.suit"],
+        ["keygen", "--alg"],
+        ["nonsense"],
+        ["show"],
+        ["sever", "x.suit", "-o", "y", "--element", "bogus"],
+    ],
 )
 def test_usage_errors_exit_2(args: list[str], workdir: Path) -> None:
     if args[0] == "sever":
@@ -132,7 +147,9 @@ def test_usage_errors_exit_2(args: list[str], workdir: Path) -> None:
 
 def test_unknown_algorithm_and_missing_key_file_exit_1(workdir: Path) -> None:
     assert_clean_error(run("keygen", "--alg", "rsa", "-o", "k", cwd=workdir), 1)
-    assert_clean_error(run("verify", VECTORS / "example0.suit", "--key", "nope.pem", cwd=workdir), 1)
+    assert_clean_error(
+        run("verify", VECTORS / "example0.suit", "--key", "nope.pem", cwd=workdir), 1
+    )
 
 
 def test_every_command_has_help() -> None:
@@ -168,7 +185,16 @@ def test_hmac_key_makes_a_cose_mac0(workdir: Path) -> None:
 
 
 def test_example_private_key_signs_a_description(workdir: Path) -> None:
-    r = run("create", Path(__file__).parents[1] / "descriptions" / "example1.yaml", "-o", "e1.suit",
-            "--key", EXAMPLE_KEY_PRIVATE, "--alg", "es256", cwd=workdir)
+    r = run(
+        "create",
+        Path(__file__).parents[1] / "descriptions" / "example1.yaml",
+        "-o",
+        "e1.suit",
+        "--key",
+        EXAMPLE_KEY_PRIVATE,
+        "--alg",
+        "es256",
+        cwd=workdir,
+    )
     assert r.returncode == 0, r.stderr
     assert run("verify", "e1.suit", "--key", EXAMPLE_KEY_PUBLIC, cwd=workdir).returncode == 0

@@ -437,3 +437,24 @@ def test_mac_nested_recipients_are_cose_unsupported() -> None:
     value.value[4][0].append([])
     with pytest.raises(CoseUnsupportedError):
         decode(cbor.dumps(value))
+
+
+@pytest.mark.parametrize("detached", [True, False])
+@pytest.mark.parametrize("kid", [None, b"k", b"k" * 300])
+@pytest.mark.parametrize("size", [0, 23, 24, 70000])
+def test_created_messages_encode_as_deterministic_cbor_of_their_fields(
+    example_private: CoseKey, detached: bool, kid: bytes | None, size: int
+) -> None:
+    payload = b"\x07" * size
+    key = example_private.with_kid(kid)
+    mac_key = CoseKey.generate(A.HMAC_256_256, kid=kid)
+    for msg, tag in (
+        (sign1(payload, key, detached=detached), Tag.COSE_SIGN1),
+        (sign1(payload, key, detached=detached, protected={3: 60}), Tag.COSE_SIGN1),
+        (mac0(payload, mac_key, detached=detached), Tag.COSE_MAC0),
+    ):
+        last = msg.signature if isinstance(msg, CoseSign1) else msg.tag
+        h = msg.headers
+        fields = [h.protected_bytes, dict(h.unprotected), msg.payload, last]
+        assert msg.encode() == cbor.dumps(cbor.CBORTag(tag, fields))
+        assert decode(msg.encode()).headers == h

@@ -84,3 +84,18 @@ def payload_files(tmp_path: Path) -> dict[str, Path]:
         p.write_bytes(bytes([fill]) * (size - 8) + name.encode()[:8].ljust(8, b"."))
         out[name] = p
     return out
+
+
+EXAMPLE_KEY = VECTORS / "keys" / "suit-example-es256-private.pem"
+EXAMPLE_PUB = VECTORS / "keys" / "suit-example-es256-public.pem"
+
+
+def sign(env: Envelope, key_path: Path = EXAMPLE_KEY) -> bytes:
+    """Sign an unsigned envelope with COSE_Sign1 (detached payload: the encoded SUIT_Digest)."""
+    from suitkit.cose import CoseKey, sign1
+    from suitkit.format.envelope import AuthenticationWrapper
+
+    key = CoseKey.load(key_path)
+    digest = env.authentication.digest
+    block = sign1(digest.encoded, key).encode()
+    return env.with_authentication(AuthenticationWrapper(digest, (block,))).encode()

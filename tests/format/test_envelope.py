@@ -1,4 +1,4 @@
-"""The typed model against every spec vector: decode, re-encode byte for byte, diagnostic notation."""
+"""The typed model against every spec vector: decode, re-encode byte for byte, diag."""
 
 from __future__ import annotations
 
@@ -86,7 +86,10 @@ def test_every_cbor_vector_decodes_strictly_and_reencodes(path: Path) -> None:
 )
 def test_diagnostic_notation_matches_the_generated_diag(path: Path) -> None:
     envelope = Envelope.decode(path.read_bytes())
-    assert cbor.diag(envelope.to_diag(), comments=False) == path.with_suffix(".gen.diag").read_text().strip()
+    assert (
+        cbor.diag(envelope.to_diag(), comments=False)
+        == path.with_suffix(".gen.diag").read_text().strip()
+    )
 
 
 def test_example0_decodes_to_typed_commands_and_parameters() -> None:
@@ -121,8 +124,13 @@ def test_example3_try_each_holds_nested_sequences() -> None:
 
 def test_example4_sets_component_index_in_every_sequence() -> None:
     m = Envelope.decode((VECTORS / "example4.suit").read_bytes()).manifest
-    for key in (ManifestKey.VALIDATE, ManifestKey.LOAD, ManifestKey.INVOKE, ManifestKey.INSTALL,
-                ManifestKey.PAYLOAD_FETCH):
+    for key in (
+        ManifestKey.VALIDATE,
+        ManifestKey.LOAD,
+        ManifestKey.INVOKE,
+        ManifestKey.INSTALL,
+        ManifestKey.PAYLOAD_FETCH,
+    ):
         seq = m.sequence(key)
         assert isinstance(seq, CommandSequence)
         assert isinstance(seq[0], SetComponentIndex)
@@ -155,9 +163,14 @@ def test_integrated_dependency_is_kept_as_a_payload() -> None:
         (lambda m: m.__setitem__(ManifestKey.COMMON, [1]), "bstr-wrapped SUIT_Common"),
         (lambda m: m.__setitem__(ManifestKey.VALIDATE, cbor.dumps([3])), "pairs"),
         (lambda m: m.__setitem__(ManifestKey.VALIDATE, cbor.dumps([3, -1])), "reporting policy"),
-        (lambda m: m.__setitem__(ManifestKey.VALIDATE, cbor.dumps([12, "x"])), "set-component-index"),
-        (lambda m: m.__setitem__(ManifestKey.VALIDATE, cbor.dumps([15, [cbor.dumps([14, 0])]])),
-         "at least two"),
+        (
+            lambda m: m.__setitem__(ManifestKey.VALIDATE, cbor.dumps([12, "x"])),
+            "set-component-index",
+        ),
+        (
+            lambda m: m.__setitem__(ManifestKey.VALIDATE, cbor.dumps([15, [cbor.dumps([14, 0])]])),
+            "at least two",
+        ),
         (lambda m: m.__setitem__(ManifestKey.VALIDATE, cbor.dumps([20, {3: b"\x00"}])), "digest"),
         (lambda m: m.__setitem__(ManifestKey.VALIDATE, cbor.dumps([20, {1: b"short"}])), "UUID"),
     ],

@@ -55,12 +55,12 @@ from suitkit.format.commands import (
     DirectiveInvoke,
     DirectiveWrite,
     OverrideParameters,
-    policy_command,
     RunSequence,
     SetComponentIndex,
     SetParameters,
     SuitCommand,
     TryEach,
+    policy_command,
 )
 from suitkit.format.digest import Digest
 from suitkit.format.envelope import AuthenticationWrapper, Envelope, SeverableMember
@@ -190,7 +190,10 @@ def compile_manifest(spec: ManifestSpec) -> Envelope:
                                 ConditionComponentSlot(spec.slot_policy),
                                 OverrideParameters(
                                     Parameters(
-                                        {Parameter.IMAGE_DIGEST: im.digest, Parameter.IMAGE_SIZE: im.size}
+                                        {
+                                            Parameter.IMAGE_DIGEST: im.digest,
+                                            Parameter.IMAGE_SIZE: im.size,
+                                        }
                                     )
                                 ),
                             ]
@@ -272,7 +275,11 @@ def compile_manifest(spec: ManifestSpec) -> Envelope:
             lp[Parameter.SOURCE_COMPONENT] = c.load_from
             load += block(
                 i,
-                [OverrideParameters(Parameters(lp)), DirectiveCopy(direc), ConditionImageMatch(cond)],
+                [
+                    OverrideParameters(Parameters(lp)),
+                    DirectiveCopy(direc),
+                    ConditionImageMatch(cond),
+                ],
             )
         if c.validate and (c.digest is not None or c.slots) and c.load_from is None:
             validate += block(i, [ConditionImageMatch(cond)])
@@ -339,7 +346,7 @@ def assemble(
         raise DescriptionError(f"{names} cannot be severed (only payload-fetch, install, text)")
     env_members: dict[int, SeverableMember] = {}
     kwargs: dict[str, Any] = {}
-    attr = {
+    attr: dict[int, str] = {
         ManifestKey.VALIDATE: "validate",
         ManifestKey.LOAD: "load",
         ManifestKey.INVOKE: "invoke",
@@ -474,7 +481,9 @@ def _spec_from_description(desc: Mapping[str, Any], base: Path) -> ManifestSpec:
     comps_desc = desc.get("components")
     if not isinstance(comps_desc, list) or not comps_desc:
         raise DescriptionError("components: a non-empty list is required")
-    defaults = {k: desc[k] for k in ("vendor-id", "class-id", "vendor-domain", "class-info") if k in desc}
+    defaults = {
+        k: desc[k] for k in ("vendor-id", "class-id", "vendor-domain", "class-info") if k in desc
+    }
     comps = tuple(
         _component(i, {**defaults, **c} if isinstance(c, dict) else c, base)
         for i, c in enumerate(comps_desc)
@@ -486,8 +495,12 @@ def _spec_from_description(desc: Mapping[str, Any], base: Path) -> ManifestSpec:
         reference_uri=desc.get("reference-uri"),
         severable=_severable(desc),
         text=_texts(desc.get("text", {}), "text", TextKey),
-        condition_policy=to_uint(policy.get("conditions", DEFAULT_CONDITION_POLICY), "reporting-policy"),
-        directive_policy=to_uint(policy.get("directives", DEFAULT_DIRECTIVE_POLICY), "reporting-policy"),
+        condition_policy=to_uint(
+            policy.get("conditions", DEFAULT_CONDITION_POLICY), "reporting-policy"
+        ),
+        directive_policy=to_uint(
+            policy.get("directives", DEFAULT_DIRECTIVE_POLICY), "reporting-policy"
+        ),
         slot_policy=to_uint(policy.get("component-slot", DEFAULT_SLOT_POLICY), "reporting-policy"),
     )
 
@@ -504,7 +517,9 @@ def _texts(value: Any, where: str, keys: type[TextKey] | type[TextComponentKey])
     return _text_keys(value, where, keys)
 
 
-def _text_keys(value: Any, where: str, keys: type[TextKey] | type[TextComponentKey]) -> dict[int, str]:
+def _text_keys(
+    value: Any, where: str, keys: type[TextKey] | type[TextComponentKey]
+) -> dict[int, str]:
     if not isinstance(value, dict):
         raise DescriptionError("text is a mapping of name: text", where)
     out: dict[int, str] = {}
@@ -532,7 +547,9 @@ def _component(i: int, c: Any, base: Path) -> ComponentSpec:
         klass = to_uuid(c["class-id"], f"{where}/class-id")
     elif "class-info" in c:
         if vendor is None:
-            raise DescriptionError("class-info needs a vendor id (UUID5 of the vendor, §8.4.8.1)", where)
+            raise DescriptionError(
+                "class-info needs a vendor id (UUID5 of the vendor, §8.4.8.1)", where
+            )
         klass = class_id_from_info(vendor, str(c["class-info"]))
     alg = digest_algorithm(c.get("digest-algorithm", "sha256"), where)
     digest, size = None, None

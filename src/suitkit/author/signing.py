@@ -37,9 +37,7 @@ KEY_ALGORITHMS: dict[str, CoseAlgorithm] = {
 def algorithm_named(name: str) -> CoseAlgorithm:
     alg = KEY_ALGORITHMS.get(name.lower())
     if alg is None:
-        raise KeyFormatError(
-            f"unknown algorithm {name!r}; one of: {', '.join(KEY_ALGORITHMS)}"
-        )
+        raise KeyFormatError(f"unknown algorithm {name!r}; one of: {', '.join(KEY_ALGORITHMS)}")
     return alg
 
 

@@ -34,7 +34,7 @@ EXIT_USAGE = 2
 
 
 def _die(message: str, code: int = EXIT_INVALID) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(f"suitkit: error: {message}", err=True)
     raise typer.Exit(code)
 
 

@@ -13,7 +13,7 @@ import sys
 from typing import NoReturn
 
 
-def _fast_verify(args: list[str]) -> NoReturn | None:
+def _fast_verify(args: list[str]) -> None:
     import argparse
 
     class _Quiet(argparse.ArgumentParser):

@@ -27,17 +27,33 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-KEY_ALGORITHMS = ["esp256", "es256", "esp384", "es384", "ed25519", "hss-lms", "ml-dsa-44",
-                  "ml-dsa-65", "ml-dsa-87", "hmac256"]
+KEY_ALGORITHMS = [
+    "esp256",
+    "es256",
+    "esp384",
+    "es384",
+    "ed25519",
+    "hss-lms",
+    "ml-dsa-44",
+    "ml-dsa-65",
+    "ml-dsa-87",
+    "hmac256",
+]
 
 
 @app.command()
 def keygen(
     alg: Annotated[str, typer.Option("--alg", help="One of: " + ", ".join(KEY_ALGORITHMS))],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Private key file (.pem for PEM, "
-                                         "otherwise COSE_Key CBOR)")],
-    kid: Annotated[str | None, typer.Option("--kid", help="Key id (text); default: derived "
-                                            "from the public key")] = None,
+    output: Annotated[
+        Path,
+        typer.Option(
+            "-o", "--output", help="Private key file (.pem for PEM, otherwise COSE_Key CBOR)"
+        ),
+    ],
+    kid: Annotated[
+        str | None,
+        typer.Option("--kid", help="Key id (text); default: derived from the public key"),
+    ] = None,
 ) -> None:
     """Generate a signing or MAC key."""
     with common.guard():
@@ -51,7 +67,9 @@ def keygen(
 @app.command()
 def pubkey(
     key: Annotated[Path, typer.Argument(help="Private key file")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Public key file (.pem or COSE_Key)")],
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="Public key file (.pem or COSE_Key)")
+    ],
 ) -> None:
     """Write the public key of a private key."""
     with common.guard():
@@ -68,10 +86,13 @@ def pubkey(
 def create(
     description: Annotated[Path, typer.Argument(help="Manifest description (YAML or JSON)")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Envelope to write (.suit)")],
-    key: Annotated[list[Path] | None, typer.Option("--key", help="Sign with this private key "
-                                                   "(repeatable)")] = None,
-    alg: Annotated[str | None, typer.Option("--alg", help="Signature algorithm for P-256 keys: "
-                                            "esp256 (default) or es256")] = None,
+    key: Annotated[
+        list[Path] | None, typer.Option("--key", help="Sign with this private key (repeatable)")
+    ] = None,
+    alg: Annotated[
+        str | None,
+        typer.Option("--alg", help="Signature algorithm for P-256 keys: esp256 (default) or es256"),
+    ] = None,
 ) -> None:
     """Build a manifest from a description, and sign it when keys are given."""
     with common.guard():
@@ -83,8 +104,10 @@ def create(
             envelope = sign_envelope(envelope, signers_from_files(key, alg))
         common.write_atomic(output, envelope.encode())
         signed = f", signed by {len(key)} key(s)" if key else ", unsigned (digest only)"
-        common.ok(f"wrote {output}: sequence number {envelope.manifest.sequence_number}, "
-                  f"{len(envelope.manifest.common.components)} component(s){signed}")
+        common.ok(
+            f"wrote {output}: sequence number {envelope.manifest.sequence_number}, "
+            f"{len(envelope.manifest.common.components)} component(s){signed}"
+        )
 
 
 @app.command()
@@ -92,9 +115,15 @@ def sign(
     envelope_file: Annotated[Path, typer.Argument(metavar="IN.suit", help="Envelope to sign")],
     key: Annotated[list[Path], typer.Option("--key", help="Private key (repeatable)")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Signed envelope to write")],
-    kid: Annotated[str | None, typer.Option("--kid", help="Key id to put in the COSE header")] = None,
-    alg: Annotated[str | None, typer.Option("--alg", help="es256 asks for the older -7 with a "
-                                            "P-256 key (default ESP256, -9)")] = None,
+    kid: Annotated[
+        str | None, typer.Option("--kid", help="Key id to put in the COSE header")
+    ] = None,
+    alg: Annotated[
+        str | None,
+        typer.Option(
+            "--alg", help="es256 asks for the older -7 with a P-256 key (default ESP256, -9)"
+        ),
+    ] = None,
 ) -> None:
     """Add signatures (or MACs) to an envelope; existing ones are kept."""
     with common.guard():
@@ -113,8 +142,9 @@ def sign(
 def verify(
     envelope_file: Annotated[Path, typer.Argument(metavar="IN.suit", help="Envelope to verify")],
     key: Annotated[list[Path], typer.Option("--key", help="Trusted public key (repeatable)")],
-    severed: Annotated[list[Path] | None, typer.Option("--severed", help="A severed member's "
-                                                       "file (repeatable)")] = None,
+    severed: Annotated[
+        list[Path] | None, typer.Option("--severed", help="A severed member's file (repeatable)")
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON")] = False,
 ) -> None:
     """Check the manifest digest, the signatures and the severable members."""
@@ -131,7 +161,6 @@ def show(
     """Show an envelope: components, command sequences, parameters (nothing is verified)."""
     with common.guard():
         from suitkit.cli.show import render
-
         from suitkit.format.envelope import Envelope
 
         envelope = Envelope.decode(common.read_input(envelope_file))
@@ -143,21 +172,28 @@ def show(
 def sever(
     envelope_file: Annotated[Path, typer.Argument(metavar="IN.suit")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Severed envelope to write")],
-    element: Annotated[str, typer.Option("--element", help="install | payload-fetch | text | "
-                                         "all")] = "all",
-    save_dir: Annotated[Path | None, typer.Option("--save", help="Also write each removed member "
-                                                  "to this folder")] = None,
+    element: Annotated[
+        str, typer.Option("--element", help="install | payload-fetch | text | all")
+    ] = "all",
+    save_dir: Annotated[
+        Path | None, typer.Option("--save", help="Also write each removed member to this folder")
+    ] = None,
 ) -> None:
     """Remove severable members from an envelope (the signature stays valid)."""
     with common.guard():
         from suitkit.format.codepoints import ManifestKey
         from suitkit.format.envelope import Envelope
 
-        names = {"install": ManifestKey.INSTALL, "payload-fetch": ManifestKey.PAYLOAD_FETCH,
-                 "text": ManifestKey.TEXT}
+        names = {
+            "install": ManifestKey.INSTALL,
+            "payload-fetch": ManifestKey.PAYLOAD_FETCH,
+            "text": ManifestKey.TEXT,
+        }
         if element != "all" and element not in names:
-            common.fail(f"--element must be one of install, payload-fetch, text, all; not {element!r}",
-                        code=2)
+            common.fail(
+                f"--element must be one of install, payload-fetch, text, all; not {element!r}",
+                code=2,
+            )
         envelope = Envelope.decode(common.read_input(envelope_file))
         keys = None if element == "all" else [int(names[element])]
         try:
@@ -169,8 +205,9 @@ def sever(
             save_dir.mkdir(parents=True, exist_ok=True)
             for k in removed:
                 name = ManifestKey(k).spec_name
-                common.write_atomic(save_dir / f"{output.stem}.{name}.cbor",
-                                    envelope.severable[k].encoded)
+                common.write_atomic(
+                    save_dir / f"{output.stem}.{name}.cbor", envelope.severable[k].encoded
+                )
         common.write_atomic(output, severed.encode())
         what = ", ".join(ManifestKey(k).spec_name for k in removed) or "nothing"
         common.ok(f"wrote {output}: severed {what}")

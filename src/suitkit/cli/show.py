@@ -33,8 +33,11 @@ def envelope_json(envelope: Envelope) -> dict[str, Any]:
             ManifestKey(k).spec_name if ManifestKey.name_of(k) else str(k)
             for k in sorted(envelope.severable)
         ],
-        "severed": [ManifestKey(k).spec_name for k in envelope.manifest.severed()
-                    if k not in envelope.severable],
+        "severed": [
+            ManifestKey(k).spec_name
+            for k in envelope.manifest.severed()
+            if k not in envelope.severable
+        ],
         "integrated-payloads": {k: len(v) for k, v in envelope.integrated_payloads.items()},
     }
 
@@ -50,11 +53,12 @@ def render(envelope: Envelope, mode: str, *, comments: bool = True) -> None:
     from rich.tree import Tree
 
     m = envelope.manifest
-    root = Tree(f"[bold]SUIT envelope[/] (manifest version {m.version}, "
-                f"sequence number {m.sequence_number})")
+    root = Tree(
+        f"[bold]SUIT envelope[/] (manifest version {m.version}, "
+        f"sequence number {m.sequence_number})"
+    )
     auth = envelope.authentication
-    a = root.add(f"authentication: digest {auth.digest.algorithm_name} "
-                 f"{auth.digest.value.hex()}")
+    a = root.add(f"authentication: digest {auth.digest.algorithm_name} {auth.digest.value.hex()}")
     if not auth.blocks:
         a.add("[yellow]no signature or MAC (digest only)[/]")
     for b in auth.blocks:
@@ -75,9 +79,10 @@ def render(envelope: Envelope, mode: str, *, comments: bool = True) -> None:
         label = key.spec_name
         if isinstance(member, Digest):
             present = key in envelope.severable
-            node = root.add(f"{label}: [cyan]severed[/] ({member.algorithm_name} "
-                            f"{member.value.hex()[:16]}...)"
-                            + (" - present in the envelope" if present else ""))
+            node = root.add(
+                f"{label}: [cyan]severed[/] ({member.algorithm_name} "
+                f"{member.value.hex()[:16]}...)" + (" - present in the envelope" if present else "")
+            )
             sev = envelope.severable.get(key)
             if isinstance(sev, CommandSequence):
                 _sequence(node, sev)
@@ -85,12 +90,14 @@ def render(envelope: Envelope, mode: str, *, comments: bool = True) -> None:
             _sequence(root.add(label), member)
     text = m.text
     if isinstance(text, Digest):
-        root.add(f"text: [cyan]severed[/] ({text.algorithm_name} {text.value.hex()[:16]}...)"
-                 + (" - present in the envelope" if ManifestKey.TEXT in envelope.severable else ""))
+        root.add(
+            f"text: [cyan]severed[/] ({text.algorithm_name} {text.value.hex()[:16]}...)"
+            + (" - present in the envelope" if ManifestKey.TEXT in envelope.severable else "")
+        )
         text = envelope.severable.get(ManifestKey.TEXT)  # type: ignore[assignment]
     if text is not None and not isinstance(text, Digest):
         t = root.add("text")
-        for lang, texts in text.to_json().items():  # type: ignore[union-attr]
+        for lang, texts in text.to_json().items():
             lt = t.add(lang)
             for k, v in texts.items():
                 if isinstance(v, dict):
@@ -110,7 +117,13 @@ def _short(text: str, n: int = 100) -> str:
 
 
 def _block_label(block: bytes) -> str:
-    names = {16: "COSE_Encrypt0", 17: "COSE_Mac0", 18: "COSE_Sign1", 97: "COSE_Mac", 98: "COSE_Sign"}
+    names = {
+        16: "COSE_Encrypt0",
+        17: "COSE_Mac0",
+        18: "COSE_Sign1",
+        97: "COSE_Mac",
+        98: "COSE_Sign",
+    }
     try:
         value = cbor.loads(block)
     except Exception:
@@ -123,7 +136,9 @@ def _block_label(block: bytes) -> str:
         alg = protected.get(1)
         from suitkit.format.codepoints import CoseAlgorithm
 
-        alg_name = CoseAlgorithm(alg).spec_name if CoseAlgorithm.name_of(alg) else str(alg)
+        alg_name = str(alg)
+        if isinstance(alg, int) and CoseAlgorithm.name_of(alg):
+            alg_name = CoseAlgorithm(alg).spec_name
         kid = value.value[1].get(4) or protected.get(4)
         return f"{label} {alg_name}" + (f" kid {kid.hex()}" if isinstance(kid, bytes) else "")
     except Exception:

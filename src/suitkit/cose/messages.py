@@ -227,6 +227,9 @@ def _parse_headers(
     return Headers(protected, pmap, unprotected)
 
 
+_ALG_ONLY: dict[int, bytes] = {}
+
+
 def _build_headers(
     alg: int | None,
     kid: bytes | None,
@@ -234,6 +237,12 @@ def _build_headers(
     extra_protected: Mapping[Any, Any] | None,
     extra_unprotected: Mapping[Any, Any] | None,
 ) -> Headers:
+    if not extra_protected and not extra_unprotected and alg is not None and not protect_kid:
+        # the common case, {1: alg} protected: its encoding is computed once per algorithm
+        encoded = _ALG_ONLY.get(alg)
+        if encoded is None:
+            encoded = _ALG_ONLY[alg] = cbor.dumps({_ALG: int(alg)})
+        return Headers(encoded, {_ALG: int(alg)}, {} if kid is None else {_KID: bytes(kid)})
     prot: dict[Any, Any] = dict(extra_protected or {})
     unprot: dict[Any, Any] = dict(extra_unprotected or {})
     for m in (prot, unprot):
@@ -247,6 +256,26 @@ def _build_headers(
         (prot if protect_kid else unprot)[_KID] = bytes(kid)
     prot = cbor.sorted_map(prot)
     return Headers(_encode_protected(prot), prot, cbor.sorted_map(unprot))
+
+
+def _encode_four(tag_head: bytes, headers: Headers, body: bytes | None, last: bytes) -> bytes:
+    """``tag([protected, unprotected, payload, signature-or-tag])``, encoded directly (the same
+    bytes cbor.dumps gives, without building the intermediate objects)."""
+    protected = headers.protected_bytes
+    unprotected = cbor.dumps(headers.unprotected) if headers.unprotected else b"\xa0"
+    if body is None:
+        return b"".join(
+            (tag_head, b"\x84", _head(len(protected)), protected, unprotected, b"\xf6",
+             _head(len(last)), last)
+        )  # fmt: skip
+    return b"".join(
+        (tag_head, b"\x84", _head(len(protected)), protected, unprotected,
+         _head(len(body)), body, _head(len(last)), last)
+    )  # fmt: skip
+
+
+_SIGN1_HEAD: Final = cbor.dumps(cbor.CBORTag(Tag.COSE_SIGN1, None))[:-1]
+_MAC0_HEAD: Final = cbor.dumps(cbor.CBORTag(Tag.COSE_MAC0, None))[:-1]
 
 
 # --- ToBeSigned / ToBeMaced (RFC 9052 §4.4, §6.3) --------------------------------------------
@@ -825,11 +854,7 @@ def sign1(
     )
     signature = bytes(s.sign(sig_structure1(headers.protected_bytes, external_aad, payload)))
     body = None if detached else payload
-    encoded = cbor.dumps(
-        cbor.CBORTag(
-            Tag.COSE_SIGN1, [headers.protected_bytes, headers.unprotected, body, signature]
-        )
-    )
+    encoded = _encode_four(_SIGN1_HEAD, headers, body, signature)
     return CoseSign1(headers, body, signature, encoded)
 
 
@@ -894,9 +919,7 @@ def mac0(
     )
     tag = compute_mac(key, a, mac_structure("MAC0", headers.protected_bytes, external_aad, payload))
     body = None if detached else payload
-    encoded = cbor.dumps(
-        cbor.CBORTag(Tag.COSE_MAC0, [headers.protected_bytes, headers.unprotected, body, tag])
-    )
+    encoded = _encode_four(_MAC0_HEAD, headers, body, tag)
     return CoseMac0(headers, body, tag, encoded)
 
 

@@ -292,12 +292,18 @@ class Processor:
         """Authenticate ``data`` against ``trusted_keys``, then run the Update procedure."""
         return self.update(authenticated_envelope(data, trusted_keys, severed=severed))
 
-    def run(self, envelope: Envelope, procedure: Procedure) -> RunResult:
-        """Run one procedure; never raises a SuitError: a failure is in ``result.error``."""
+    def run(
+        self, envelope: Envelope, procedure: Procedure, *, skip: Iterable[int] = ()
+    ) -> RunResult:
+        """Run one procedure; never raises a SuitError: a failure is in ``result.error``.
+
+        ``skip`` names sections not to run (a bootloader reapplying an interrupted install does
+        not fetch again); the shared sequence always runs."""
         machine = _Machine(self, envelope)
         error: SuitError | None = None
+        skipped = frozenset(skip)
         try:
-            sections = self._prepare(envelope, procedure)
+            sections = self._prepare(envelope, procedure, skipped)
             for key, seq in sections:
                 self.platform.begin_section(procedure, key)
                 machine.run_section(key, seq)
@@ -320,7 +326,7 @@ class Processor:
     # --- setup (§6.1, §6.2) ---
 
     def _prepare(
-        self, envelope: Envelope, procedure: Procedure
+        self, envelope: Envelope, procedure: Procedure, skipped: frozenset[int] = frozenset()
     ) -> list[tuple[int, CommandSequence]]:
         m = envelope.manifest
         if m.version != 1:
@@ -360,6 +366,8 @@ class Processor:
         if m.common.shared_sequence is not None:
             sections.append((ManifestKey.COMMON, m.common.shared_sequence))
         for key in keys:
+            if key in skipped:
+                continue
             seq = _sequence_of(envelope, key)
             if seq is not None:
                 sections.append((key, seq))

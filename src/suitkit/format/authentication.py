@@ -139,14 +139,17 @@ class AuthenticatedEnvelope:
                 key = f" by trusted key {b.key_id.hex()}" if b.key_id else ""
                 lines.append(f"block {b.index}: {b.structure} {b.algorithm}{kid}: verified{key}")
             else:
-                lines.append(f"block {b.index}: {b.structure} {b.algorithm}{kid}: not verified "
-                             f"({b.error})")
+                lines.append(
+                    f"block {b.index}: {b.structure} {b.algorithm}{kid}: not verified ({b.error})"
+                )
         for k in r.members_checked:
             lines.append(f"severable member {ManifestKey(k).spec_name}: present, digest matches")
         for k in r.members_severed:
             lines.append(f"severable member {ManifestKey(k).spec_name}: severed (not checked)")
-        lines.append(f"OK: authentic manifest, sequence number {m.sequence_number}, "
-                     f"{len(m.common.components)} component(s)")
+        lines.append(
+            f"OK: authentic manifest, sequence number {m.sequence_number}, "
+            f"{len(m.common.components)} component(s)"
+        )
         return lines
 
 
@@ -195,9 +198,7 @@ def authenticate(
                 BlockResult(i + 1, name, _alg_text(msg), _kid(msg), False, error=exc.message)
             )
             continue
-        results.append(
-            BlockResult(i + 1, name, vr.alg.spec_name, vr.kid, True, key=vr.key)
-        )
+        results.append(BlockResult(i + 1, name, vr.alg.spec_name, vr.kid, True, key=vr.key))
     if not any(r.verified for r in results):
         reasons = "; ".join(f"block {r.index}: {r.error}" for r in results)
         raise AuthenticationError(
@@ -220,12 +221,14 @@ def _check_members(
     in_envelope: Mapping[int, bytes],
     supplied: Mapping[int, bytes] | Iterable[bytes] | None,
     limits: Limits,
-) -> tuple[dict[int, SeverableMember], dict[int, SeverableMember], tuple[int, ...], tuple[int, ...]]:
+) -> tuple[
+    dict[int, SeverableMember], dict[int, SeverableMember], tuple[int, ...], tuple[int, ...]
+]:
     digests: dict[int, Digest] = {}
-    for key in (*SEVERABLE_SEQUENCES, ManifestKey.TEXT):
-        held = manifest.text if key == ManifestKey.TEXT else manifest.sequence(key)
+    for mkey in (*SEVERABLE_SEQUENCES, ManifestKey.TEXT):
+        held = manifest.text if mkey == ManifestKey.TEXT else manifest.sequence(mkey)
         if isinstance(held, Digest):
-            digests[key] = held
+            digests[mkey] = held
     members: dict[int, SeverableMember] = {}
     for key, content in in_envelope.items():
         name = ManifestKey.name_of(key) or str(key)
@@ -248,14 +251,14 @@ def _check_members(
             items = [(k, v) for k, v in supplied.items()]
         else:
             items = [(None, v) for v in supplied]
-        for key, content in items:
-            candidates = [key] if key is not None else [k for k in digests if k not in members]
+        for skey, content in items:
+            candidates = [skey] if skey is not None else [k for k in digests if k not in members]
             match = next(
                 (k for k in candidates if k in digests and digest_of_wrapped(digests[k], content)),
                 None,
             )
             if match is None:
-                what = ManifestKey.name_of(key) if key is not None else "supplied"
+                what = ManifestKey.name_of(skey) if skey is not None else "supplied"
                 raise AuthenticationError(
                     f"the {what} severable member matches no digest in the manifest (§8.5)",
                     path="severed",

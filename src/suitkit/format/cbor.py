@@ -17,6 +17,7 @@ into suitkit errors that name where the failure was.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -424,10 +425,8 @@ def cose_diag(value: Any) -> Any:
     if type(value) is list and len(value) >= 3 and type(value[0]) is bytes:
         out = list(value)
         if out[0]:
-            try:
+            with contextlib.suppress(DecodeError):
                 out[0] = Wrapped(loads(out[0]))
-            except DecodeError:
-                pass
         for i in range(3, len(out)):
             if type(out[i]) is list and out[i] and all(type(x) is list for x in out[i]):
                 out[i] = [cose_diag(x) for x in out[i]]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar
 
 from suitkit.errors import DecodeError, LimitExceededError
 from suitkit.format import cbor
@@ -66,7 +66,10 @@ class PolicyCommand:
         return self.reporting_policy
 
     def argument_json(self) -> Any:
-        return {"reporting-policy": self.reporting_policy, "bits": policy_names(self.reporting_policy)}
+        return {
+            "reporting-policy": self.reporting_policy,
+            "bits": policy_names(self.reporting_policy),
+        }
 
 
 class _FixedCodeCommand(PolicyCommand):
@@ -207,7 +210,7 @@ def policy_command(code: int, reporting_policy: int = 0) -> PolicyCommand:
     return cmd
 
 
-IndexArg = Union[int, bool, tuple[int, ...]]
+IndexArg = int | bool | tuple[int, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -367,16 +370,16 @@ class UnknownCommand:
         return repr(self.argument)
 
 
-SuitCommand = Union[
-    PolicyCommand,
-    SetComponentIndex,
-    OverrideParameters,
-    SetParameters,
-    TryEach,
-    RunSequence,
-    CustomCommand,
-    UnknownCommand,
-]
+SuitCommand = (
+    PolicyCommand
+    | SetComponentIndex
+    | OverrideParameters
+    | SetParameters
+    | TryEach
+    | RunSequence
+    | CustomCommand
+    | UnknownCommand
+)
 
 # SUIT_Shared_Sequence admits conditions and only these directives (manifest Appendix A).
 _SHARED_DIRECTIVES = frozenset(
@@ -520,9 +523,7 @@ def _decode_command(
     cls = _POLICY_CLASSES.get(code)
     if cls is not None or code in REPORTING_POLICY_COMMANDS:
         if type(arg) is not int or arg < 0:
-            raise DecodeError(
-                f"{command_name(code)} takes a reporting policy (uint)", path=path
-            )
+            raise DecodeError(f"{command_name(code)} takes a reporting policy (uint)", path=path)
         return policy_command(code, arg)
     if code == Command.SET_COMPONENT_INDEX:
         return SetComponentIndex(_index_arg(arg, path))
@@ -561,9 +562,7 @@ def _index_arg(arg: Any, path: str) -> IndexArg:
     )
 
 
-def _try_each(
-    arg: Any, path: str, shared: bool, limits: Limits, depth: int
-) -> TryEach:
+def _try_each(arg: Any, path: str, shared: bool, limits: Limits, depth: int) -> TryEach:
     if type(arg) is not list:
         raise DecodeError("try-each takes an array of bstr-wrapped command sequences", path=path)
     nil = bool(arg) and arg[-1] is None

@@ -21,7 +21,7 @@ _HASHES: dict[int, Callable[[], Any]] = {
     CoseAlgorithm.SHAKE128: hashlib.shake_128,
     CoseAlgorithm.SHAKE256: hashlib.shake_256,
 }
-_SHAKE_LENGTH = {CoseAlgorithm.SHAKE128: 32, CoseAlgorithm.SHAKE256: 64}
+_SHAKE_LENGTH: dict[int, int] = {CoseAlgorithm.SHAKE128: 32, CoseAlgorithm.SHAKE256: 64}
 
 
 class Hasher:
@@ -70,7 +70,9 @@ class Digest:
     def from_cbor(cls, value: Any, path: str = "digest") -> Digest:
         """Decode the SUIT_Digest array ``value`` (already CBOR-decoded)."""
         if type(value) is not list or len(value) < 2:
-            raise DecodeError("SUIT_Digest must be an array [algorithm-id, digest-bytes]", path=path)
+            raise DecodeError(
+                "SUIT_Digest must be an array [algorithm-id, digest-bytes]", path=path
+            )
         alg, dig = value[0], value[1]
         if type(alg) is not int:
             raise DecodeError("SUIT_Digest algorithm-id must be an integer", path=path)

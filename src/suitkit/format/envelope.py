@@ -11,9 +11,10 @@ Two ways in:
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Union
+from typing import Any
 
 from suitkit.errors import DecodeError
 from suitkit.format import cbor
@@ -23,7 +24,7 @@ from suitkit.format.commands import CommandSequence
 from suitkit.format.digest import Digest
 from suitkit.format.manifest import SEVERABLE_SEQUENCES, Manifest, TextMap
 
-SeverableMember = Union[CommandSequence, TextMap]
+SeverableMember = CommandSequence | TextMap
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,9 +81,6 @@ class AuthenticationWrapper:
         return out
 
 
-
-
-
 @dataclass(frozen=True, slots=True)
 class Envelope:
     """``SUIT_Envelope`` (§8.2), optionally tagged 107.
@@ -108,9 +106,7 @@ class Envelope:
         """Parse a whole envelope *without authenticating it* (for inspection tools)."""
         outer = decode_outer(data, limits=limits)
         manifest = Manifest.decode(outer.manifest_bytes, "envelope/manifest", limits)
-        severable = {
-            k: decode_severable_member(k, v, limits) for k, v in outer.severable.items()
-        }
+        severable = {k: decode_severable_member(k, v, limits) for k, v in outer.severable.items()}
         env = cls(
             outer.authentication,
             manifest,
@@ -181,10 +177,8 @@ class Envelope:
         for key, payload in self.integrated_payloads.items():
             out[key] = payload
             if payload[:2] == b"\xd8\x6b":  # an integrated envelope (trust domains §5.3)
-                try:
+                with contextlib.suppress(DecodeError):
                     out[key] = cbor.Wrapped(Envelope.decode(payload).to_diag())
-                except DecodeError:
-                    pass
         return cbor.CBORTag(Tag.SUIT_ENVELOPE, out) if self.tagged else out
 
 
@@ -225,7 +219,9 @@ def decode_outer(data: bytes, *, limits: Limits = DEFAULT_LIMITS) -> OuterEnvelo
     if manifest_raw is None:
         raise DecodeError("the manifest (key 3) is missing", path="envelope")
     if type(manifest_raw) is not bytes:
-        raise DecodeError("the manifest must be a bstr-wrapped SUIT_Manifest", path="envelope/manifest")
+        raise DecodeError(
+            "the manifest must be a bstr-wrapped SUIT_Manifest", path="envelope/manifest"
+        )
     auth = AuthenticationWrapper.decode(auth_raw, "envelope/authentication-wrapper", limits)
     severable: dict[int, bytes] = {}
     payloads: dict[str, bytes] = {}
@@ -250,12 +246,15 @@ def decode_outer(data: bytes, *, limits: Limits = DEFAULT_LIMITS) -> OuterEnvelo
             else:
                 ext[k] = v
         else:
-            raise DecodeError(f"envelope key {k!r} is neither an integer nor a text string",
-                              path="envelope")
+            raise DecodeError(
+                f"envelope key {k!r} is neither an integer nor a text string", path="envelope"
+            )
     return OuterEnvelope(auth, manifest_raw, severable, payloads, ext, tagged)
 
 
-def decode_severable_member(key: int, data: bytes, limits: Limits = DEFAULT_LIMITS) -> SeverableMember:
+def decode_severable_member(
+    key: int, data: bytes, limits: Limits = DEFAULT_LIMITS
+) -> SeverableMember:
     """Parse a severable member carried in the envelope (after its digest was checked)."""
     name = ManifestKey.name_of(key) or str(key)
     if key == ManifestKey.TEXT:

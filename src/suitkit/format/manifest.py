@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 from suitkit.errors import DecodeError, LimitExceededError
 from suitkit.format import cbor
@@ -268,7 +268,7 @@ def _dependencies(value: Any, path: str) -> dict[int, Dependency]:
 
 # --- manifest --------------------------------------------------------------------------------
 
-Severable = Union[CommandSequence, Digest]
+Severable = CommandSequence | Digest
 """A severable member in the manifest: the member itself, or the digest of its severed form."""
 
 #: Manifest members that hold a bstr-wrapped command sequence and may be severed (§8.4.6;
@@ -379,7 +379,11 @@ class Manifest:
                 else:
                     raise DecodeError(
                         "expected a bstr-wrapped command sequence"
-                        + (" or the SUIT_Digest of its severed form" if k in SEVERABLE_SEQUENCES else ""),
+                        + (
+                            " or the SUIT_Digest of its severed form"
+                            if k in SEVERABLE_SEQUENCES
+                            else ""
+                        ),
                         path=where,
                     )
             elif k == ManifestKey.TEXT:
@@ -487,7 +491,7 @@ class Manifest:
         if self.manifest_component_id is not None:
             out["manifest-component-id"] = component_id_text(self.manifest_component_id)
         out["common"] = self.common.to_json()
-        for key, attr in sorted(_SEQUENCE_ATTRS.items()):
+        for _key, attr in sorted(_SEQUENCE_ATTRS.items()):
             member = getattr(self, attr)
             if member is None:
                 continue
