@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from suitkit.cose import CoseKey, key_id_of
-from suitkit.cose.keys import HSS_LMS_PRIV, HSS_LMS_PUB
+from suitkit.cose.keys import HSS_LMS_PRIV, HSS_LMS_PUB, KeyStateError
 from suitkit.errors import AlgorithmUnsupportedError, KeyFormatError, SuitError
 from suitkit.format import cbor
 from suitkit.format.codepoints import (
@@ -23,7 +23,7 @@ from suitkit.format.codepoints import (
     CoseKeyTypeParam,
 )
 
-from ._util import KEYS, SIGNATURE_ALGS, make_key
+from ._util import KEYS, SIGNATURE_ALGS, SMALL_HSS, make_key
 
 A = CoseAlgorithm
 KEY_FILES = sorted([*KEYS.glob("*.cose_key"), *KEYS.glob("*.pem")])
@@ -296,3 +296,23 @@ def test_compressed_ec2_point_is_accepted(example_public: CoseKey) -> None:
     assert isinstance(y, bytes)
     m[CoseKeyTypeParam.Y] = bool(y[-1] & 1)
     assert CoseKey.from_cose_key(m).thumbprint() == example_public.thumbprint()
+
+
+@pytest.mark.parametrize("curve", [CoseCurve.P_256, CoseCurve.P_384, CoseCurve.X25519])
+def test_ecdh_exchange_agrees_on_both_sides(curve: CoseCurve) -> None:
+    a = CoseKey.generate(A.ECDH_ES_HKDF_256, curve=curve)
+    b = CoseKey.generate(A.ECDH_ES_HKDF_256, curve=curve)
+    assert a.exchange(b.public_key()) == b.exchange(a.public_key())
+    with pytest.raises(KeyFormatError):
+        a.public_key().exchange(b)
+    other = CoseCurve.P_521 if curve is not CoseCurve.P_521 else CoseCurve.P_256
+    with pytest.raises(KeyFormatError):
+        a.exchange(CoseKey.generate(A.ECDH_ES_HKDF_256, curve=other))
+
+
+def test_hss_key_generation_does_not_overwrite_an_existing_file(tmp_path: Path) -> None:
+    path = tmp_path / "k.cose_key"
+    path.write_bytes(b"precious")
+    with pytest.raises(KeyStateError, match="overwrite"):
+        CoseKey.generate(A.HSS_LMS, hss=SMALL_HSS, state_file=path)
+    assert path.read_bytes() == b"precious"

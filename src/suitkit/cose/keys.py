@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import Any, Final, TypeGuard
 
 import pyhsslms
-from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, mldsa, x25519
@@ -268,6 +267,20 @@ class CoseKey:
         """A copy restricted to ``alg`` (or unrestricted with None)."""
         return replace(self, alg=alg)
 
+    def exchange(self, peer: CoseKey) -> bytes:
+        """The ECDH shared secret with ``peer``'s public key (EC2: the x coordinate, RFC 9053
+        §6.3.1; X25519: RFC 7748). Both keys must be on the same curve; this key private."""
+        if self._private is None or self.kty not in (CoseKeyType.EC2, CoseKeyType.OKP):
+            raise KeyFormatError(f"{self!r} cannot do ECDH: it is not a private EC2/OKP key")
+        if self.curve is CoseCurve.ED25519 or peer.curve is not self.curve:
+            raise KeyFormatError(f"cannot do ECDH between {self!r} and {peer!r}")
+        try:
+            if self.kty is CoseKeyType.EC2:
+                return bytes(self._private.exchange(ec.ECDH(), peer._public))
+            return bytes(self._private.exchange(peer._public))
+        except ValueError as exc:  # e.g. an X25519 low-order point: all-zero shared secret
+            raise KeyFormatError(f"ECDH with {peer!r} failed: {exc}") from None
+
     def signatures_remaining(self) -> int | None:
         """For an HSS-LMS private key, the number of signatures it can still make."""
         if isinstance(self._private, _HssState):
@@ -377,6 +390,8 @@ class CoseKey:
         try:
             obj: Any
             if b"-----BEGIN CERTIFICATE-----" in raw:
+                from cryptography import x509  # only for certificates: keeps start-up fast
+
                 obj = x509.load_pem_x509_certificate(raw).public_key()
             elif b"PRIVATE KEY-----" in raw:
                 obj = serialization.load_pem_private_key(raw, password)
@@ -899,6 +914,10 @@ class _HssState:
                 raise KeyStateError(
                     f"this HSS-LMS private key is bound to {self.path}; writing its state to "
                     f"{path} too would let both copies reuse one-time keys"
+                )
+            if write and self.path is None and path.exists():
+                raise KeyStateError(
+                    f"refusing to overwrite {path} with a new HSS-LMS private key state"
                 )
             self.path = path
             self.template = dict(template)

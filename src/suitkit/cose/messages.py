@@ -452,8 +452,11 @@ class CoseSign1:
         return self.encoded
 
     @classmethod
-    def decode(cls, data: bytes, *, path: str | None = None) -> CoseSign1:
-        return _decode_as(cls, data, path)
+    def decode(
+        cls, data: bytes, *, path: str | None = None, limits: cbor.Limits = cbor.DEFAULT_LIMITS
+    ) -> CoseSign1:
+        """Decode ``data``, which must be a tagged COSE_Sign1."""
+        return _decode_as(cls, data, path, limits)
 
 
 @dataclass(frozen=True, slots=True)
@@ -550,8 +553,11 @@ class CoseSign:
         return self.encoded
 
     @classmethod
-    def decode(cls, data: bytes, *, path: str | None = None) -> CoseSign:
-        return _decode_as(cls, data, path)
+    def decode(
+        cls, data: bytes, *, path: str | None = None, limits: cbor.Limits = cbor.DEFAULT_LIMITS
+    ) -> CoseSign:
+        """Decode ``data``, which must be a tagged COSE_Sign."""
+        return _decode_as(cls, data, path, limits)
 
 
 @dataclass(frozen=True, slots=True)
@@ -598,8 +604,11 @@ class CoseMac0:
         return self.encoded
 
     @classmethod
-    def decode(cls, data: bytes, *, path: str | None = None) -> CoseMac0:
-        return _decode_as(cls, data, path)
+    def decode(
+        cls, data: bytes, *, path: str | None = None, limits: cbor.Limits = cbor.DEFAULT_LIMITS
+    ) -> CoseMac0:
+        """Decode ``data``, which must be a tagged COSE_Mac0."""
+        return _decode_as(cls, data, path, limits)
 
 
 @dataclass(frozen=True, slots=True)
@@ -684,8 +693,11 @@ class CoseMac:
         return self.encoded
 
     @classmethod
-    def decode(cls, data: bytes, *, path: str | None = None) -> CoseMac:
-        return _decode_as(cls, data, path)
+    def decode(
+        cls, data: bytes, *, path: str | None = None, limits: cbor.Limits = cbor.DEFAULT_LIMITS
+    ) -> CoseMac:
+        """Decode ``data``, which must be a tagged COSE_Mac."""
+        return _decode_as(cls, data, path, limits)
 
 
 CoseMessage: TypeAlias = CoseSign1 | CoseSign | CoseMac0 | CoseMac
@@ -723,8 +735,8 @@ def decode(
 _M = TypeVar("_M", CoseSign1, CoseSign, CoseMac0, CoseMac)
 
 
-def _decode_as(cls: type[_M], data: bytes, path: str | None) -> _M:
-    msg = decode(data, path=path)
+def _decode_as(cls: type[_M], data: bytes, path: str | None, limits: cbor.Limits) -> _M:
+    msg = decode(data, path=path, limits=limits)
     if not isinstance(msg, cls):
         raise CoseUnsupportedError(f"expected {cls.__name__}, got {type(msg).__name__}", path=path)
     return msg

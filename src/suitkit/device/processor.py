@@ -293,17 +293,24 @@ class Processor:
         return self.update(authenticated_envelope(data, trusted_keys, severed=severed))
 
     def run(
-        self, envelope: Envelope, procedure: Procedure, *, skip: Iterable[int] = ()
+        self,
+        envelope: Envelope,
+        procedure: Procedure,
+        *,
+        skip: Iterable[int] = (),
+        check_rollback: bool = True,
     ) -> RunResult:
         """Run one procedure; never raises a SuitError: a failure is in ``result.error``.
 
         ``skip`` names sections not to run (a bootloader reapplying an interrupted install does
-        not fetch again); the shared sequence always runs."""
+        not fetch again); the shared sequence always runs. ``check_rollback=False`` lets a
+        bootloader fall back to an older installed manifest when the latest fails (§6.1: it
+        "MAY select the next latest valid, authentic manifest")."""
         machine = _Machine(self, envelope)
         error: SuitError | None = None
         skipped = frozenset(skip)
         try:
-            sections = self._prepare(envelope, procedure, skipped)
+            sections = self._prepare(envelope, procedure, skipped, check_rollback)
             for key, seq in sections:
                 self.platform.begin_section(procedure, key)
                 machine.run_section(key, seq)
@@ -326,7 +333,11 @@ class Processor:
     # --- setup (§6.1, §6.2) ---
 
     def _prepare(
-        self, envelope: Envelope, procedure: Procedure, skipped: frozenset[int] = frozenset()
+        self,
+        envelope: Envelope,
+        procedure: Procedure,
+        skipped: frozenset[int] = frozenset(),
+        check_rollback: bool = True,
     ) -> list[tuple[int, CommandSequence]]:
         m = envelope.manifest
         if m.version != 1:
@@ -335,7 +346,7 @@ class Processor:
                 section=ManifestKey.MANIFEST_VERSION,
             )
         stored = self.platform.sequence_number(manifest_key(m))
-        if stored is not None and m.sequence_number < stored:
+        if check_rollback and stored is not None and m.sequence_number < stored:
             raise RollbackError(
                 f"sequence number {m.sequence_number} is lower than the installed {stored}",
                 section=ManifestKey.MANIFEST_SEQUENCE_NUMBER,

@@ -567,7 +567,9 @@ class SimulatedDevice:
                 err = exc if isinstance(exc, SuitError) else OperationFailedError(str(exc))
                 attempts.append((slot, err))
                 continue
-            result = self._processor(reporter).run(env, Procedure.INVOCATION)
+            result = self._processor(reporter).run(
+                env, Procedure.INVOCATION, check_rollback=slot == preferred
+            )
             attempts.append((slot, result))
             if result.ok:
                 if int(boot["active"]) != slot:
