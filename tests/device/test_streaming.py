@@ -8,10 +8,12 @@ import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
+from suitkit.author.builder import build_from_description
 from suitkit.device.fetch import FetcherBase
 from suitkit.device.simulated import SimulatedDevice
 
-from .devices import ab_manifest, new_device, signed
+from .conftest import CLASS, VENDOR
+from .devices import URI, new_device, signed
 
 SIZE = 24 * 1024 * 1024
 CHUNK = 64 * 1024
@@ -37,12 +39,6 @@ def _digest() -> bytes:
 def test_fetch_write_and_image_match_stream_without_whole_payload_buffers(tmp_path: Path) -> None:
     d = tmp_path / "d"
     new_device(d, size=SIZE + 4096)
-    env = ab_manifest(1, b"")  # placeholder; replaced below with the real digest and size
-    from suitkit.author.builder import build_from_description
-
-    from .conftest import CLASS, VENDOR
-    from .devices import URI, digest_text  # noqa: F401
-
     d_text = "sha256:" + _digest().hex()
     env = build_from_description({
         "sequence-number": 1,

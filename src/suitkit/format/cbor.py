@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -179,8 +180,10 @@ def loads(
     ``what`` names the item in error messages ("SUIT_Manifest", "COSE_Sign1", ...); ``path`` says
     where it sits in the enclosing document.
     """
-    if not isinstance(data, bytes | bytearray | memoryview):
-        raise TypeError(f"expected bytes, got {type(data).__name__}")
+    if type(data) is not bytes:
+        if not isinstance(data, bytearray | memoryview):
+            raise TypeError(f"expected bytes, got {type(data).__name__}")
+        data = bytes(data)
     n = len(data)
     if n > limits.max_input:
         raise LimitExceededError(
@@ -188,6 +191,25 @@ def loads(
         )
     if n == 0:
         raise DecodeError(f"{what} is empty", path=path)
+    if n <= _FAST_PATH_MAX:
+        # Fast path: cbor2's C decoder with its strict flags (no duplicate keys, no indefinite
+        # lengths, bounded depth) over ``[data, nonce]``, where the nonce is a random 16-byte
+        # string unknown to the sender. The result is ``[item, nonce]`` exactly when ``data``
+        # holds one complete item and nothing after it (a trailing byte would be decoded as
+        # the second element instead of the nonce). Any failure falls through to the strict
+        # decoder below, which names the problem precisely.
+        try:
+            framed = _plain_loads(
+                b"\x82" + data + _NONCE_ITEM,
+                allow_indefinite=False,
+                allow_duplicate_keys=False,
+                max_depth=limits.max_depth + 1,
+            )
+        except Exception:  # noqa: BLE001 - the strict path below reports it
+            framed = None
+        if type(framed) is list and len(framed) == 2 and framed[1] == _NONCE:
+            value = framed[0]
+            return _thaw(value) if type(value) is CBORTag else value
     stream = io.BytesIO(data)
     dec = _decoder(limits.max_depth)
     dec.fp = stream
@@ -231,6 +253,10 @@ def _thaw(value: Any) -> Any:
 
 
 _EMPTY = io.BytesIO(b"")
+_FAST_PATH_MAX = 64 * 1024
+_NONCE = os.urandom(16)
+_NONCE_ITEM = b"\x50" + _NONCE  # bstr(16)
+_plain_loads = cbor2.loads
 
 
 def iter_items(value: Any) -> Iterator[Any]:

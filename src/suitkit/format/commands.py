@@ -505,35 +505,49 @@ class CommandSequence(Sequence[SuitCommand]):
                 yield from c.sequence.walk()
 
 
+# Command codes as plain ints for the decoder's hot path (an IntEnum member lookup costs far more
+# than an int comparison in CPython 3.11).
+_SET_COMPONENT_INDEX = int(Command.SET_COMPONENT_INDEX)
+_OVERRIDE_PARAMETERS = int(Command.OVERRIDE_PARAMETERS)
+_SET_PARAMETERS = int(Command.SET_PARAMETERS)
+_TRY_EACH = int(Command.TRY_EACH)
+_RUN_SEQUENCE = int(Command.RUN_SEQUENCE)
+_SHARED_DIRECTIVE_CODES = frozenset(int(c) for c in _SHARED_DIRECTIVES)
+_CONDITION_CODES = frozenset(int(c) for c in Command if c.is_condition)
+_POLICY_CODES = frozenset(int(c) for c in REPORTING_POLICY_COMMANDS)
+
+
 def _decode_command(
     code: int, arg: Any, path: str, shared: bool, limits: Limits, depth: int
 ) -> SuitCommand:
-    if shared and code >= 0 and code not in _SHARED_DIRECTIVES:
+    if (
+        shared
+        and code >= 0
+        and code not in _SHARED_DIRECTIVE_CODES
+        and code not in _CONDITION_CODES
+    ):
         try:
             known = Command(code)
         except ValueError:
             known = None
-        if known is not None and not known.is_condition:
+        if known is not None:
             raise DecodeError(
                 f"{known.spec_name} is not allowed in the shared sequence "
                 "(SUIT_Shared_Sequence admits conditions, set-component-index, run-sequence, "
                 "try-each and override-parameters; manifest §8.4.5)",
                 path=path,
             )
-    cls = _POLICY_CLASSES.get(code)
-    if cls is not None or code in REPORTING_POLICY_COMMANDS:
+    if code in _POLICY_CODES:
         if type(arg) is not int or arg < 0:
             raise DecodeError(f"{command_name(code)} takes a reporting policy (uint)", path=path)
         return policy_command(code, arg)
-    if code == Command.SET_COMPONENT_INDEX:
-        return SetComponentIndex(_index_arg(arg, path))
-    if code == Command.OVERRIDE_PARAMETERS:
+    if code == _OVERRIDE_PARAMETERS:
         return OverrideParameters(Parameters.from_cbor(arg, path))
-    if code == Command.SET_PARAMETERS:
-        return SetParameters(Parameters.from_cbor(arg, path))
-    if code == Command.TRY_EACH:
+    if code == _SET_COMPONENT_INDEX:
+        return SetComponentIndex(_index_arg(arg, path))
+    if code == _TRY_EACH:
         return _try_each(arg, path, shared, limits, depth)
-    if code == Command.RUN_SEQUENCE:
+    if code == _RUN_SEQUENCE:
         if type(arg) is not bytes:
             raise DecodeError("run-sequence takes a bstr-wrapped command sequence", path=path)
         return RunSequence(
@@ -541,6 +555,8 @@ def _decode_command(
                 arg, path=f"{path}/run-sequence", shared=shared, limits=limits, depth=depth + 1
             )
         )
+    if code == _SET_PARAMETERS:
+        return SetParameters(Parameters.from_cbor(arg, path))
     if code < 0:
         if arg is not None and type(arg) not in (bytes, str, int):
             raise DecodeError("a custom command takes bstr / tstr / int / nil", path=path)

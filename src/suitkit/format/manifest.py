@@ -287,6 +287,15 @@ UNSEVERABLE_SEQUENCES = (
     ManifestKey.UNINSTALL,
 )
 
+# Manifest keys as plain ints for the decoder's hot path.
+_K_VERSION = int(ManifestKey.MANIFEST_VERSION)
+_K_SEQUENCE = int(ManifestKey.MANIFEST_SEQUENCE_NUMBER)
+_K_COMMON = int(ManifestKey.COMMON)
+_K_TEXT = int(ManifestKey.TEXT)
+_K_REFERENCE_URI = int(ManifestKey.REFERENCE_URI)
+_K_COMPONENT_ID = int(ManifestKey.MANIFEST_COMPONENT_ID)
+_SEVERABLE_CODES = frozenset(int(k) for k in SEVERABLE_SEQUENCES)
+
 _SEQUENCE_ATTRS: dict[int, str] = {
     ManifestKey.VALIDATE: "validate",
     ManifestKey.LOAD: "load",
@@ -341,17 +350,17 @@ class Manifest:
     ) -> Manifest:
         if type(value) is not dict:
             raise DecodeError("SUIT_Manifest must be a map", path=path)
-        version = value.get(ManifestKey.MANIFEST_VERSION)
+        version = value.get(_K_VERSION)
         if version is None:
             raise DecodeError("suit-manifest-version is missing", path=path)
         if type(version) is not int:
             raise DecodeError("suit-manifest-version must be an integer", path=path)
-        seq = value.get(ManifestKey.MANIFEST_SEQUENCE_NUMBER)
+        seq = value.get(_K_SEQUENCE)
         if seq is None:
             raise DecodeError("suit-manifest-sequence-number is missing", path=path)
         if type(seq) is not int or seq < 0:
             raise DecodeError("suit-manifest-sequence-number must be a uint", path=path)
-        common_raw = value.get(ManifestKey.COMMON)
+        common_raw = value.get(_K_COMMON)
         if common_raw is None:
             raise DecodeError("suit-common is missing", path=path)
         if type(common_raw) is not bytes:
@@ -364,9 +373,9 @@ class Manifest:
         ext: dict[int, Any] = {}
         for k, v in value.items():
             if k in (
-                ManifestKey.MANIFEST_VERSION,
-                ManifestKey.MANIFEST_SEQUENCE_NUMBER,
-                ManifestKey.COMMON,
+                _K_VERSION,
+                _K_SEQUENCE,
+                _K_COMMON,
             ):
                 continue
             attr = _SEQUENCE_ATTRS.get(k)
@@ -374,19 +383,19 @@ class Manifest:
                 where = f"{path}/{attr.replace('_', '-')}"
                 if type(v) is bytes:
                     kwargs[attr] = CommandSequence.decode(v, path=where, limits=limits)
-                elif k in SEVERABLE_SEQUENCES and type(v) is list:
+                elif k in _SEVERABLE_CODES and type(v) is list:
                     kwargs[attr] = Digest.from_cbor(v, where)
                 else:
                     raise DecodeError(
                         "expected a bstr-wrapped command sequence"
                         + (
                             " or the SUIT_Digest of its severed form"
-                            if k in SEVERABLE_SEQUENCES
+                            if k in _SEVERABLE_CODES
                             else ""
                         ),
                         path=where,
                     )
-            elif k == ManifestKey.TEXT:
+            elif k == _K_TEXT:
                 if type(v) is bytes:
                     kwargs["text"] = TextMap.decode(v, f"{path}/text", limits)
                 elif type(v) is list:
@@ -396,11 +405,11 @@ class Manifest:
                         "suit-text must be a bstr-wrapped SUIT_Text_Map or a SUIT_Digest",
                         path=f"{path}/text",
                     )
-            elif k == ManifestKey.REFERENCE_URI:
+            elif k == _K_REFERENCE_URI:
                 if type(v) is not str:
                     raise DecodeError("suit-reference-uri must be a text string", path=path)
                 kwargs["reference_uri"] = v
-            elif k == ManifestKey.MANIFEST_COMPONENT_ID:
+            elif k == _K_COMPONENT_ID:
                 kwargs["manifest_component_id"] = component_id_from_cbor(
                     v, f"{path}/manifest-component-id"
                 )
