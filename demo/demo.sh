@@ -72,9 +72,9 @@ else
   echo "-> unsigned (digest-only) manifest rejected"
 fi
 
-if suitkit device --help >/dev/null 2>&1 && [ -f "$(dirname "$0")/device-demo.sh" ]; then
+if [ -f device-demo.sh ]; then
   step "8. A simulated device"
-  bash "$(dirname "$0")/device-demo.sh" "$OUT"
+  bash device-demo.sh "$OUT"
 fi
 
 printf '\n\033[1mdemo complete\033[0m: files in demo/%s\n' "$OUT"
