@@ -9,18 +9,27 @@ manifest holds for it. Verification raises on failure; on success it returns wha
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from suitkit.cose import messages as cose
 from suitkit.cose.keys import CoseKey
 from suitkit.errors import AuthenticationError, DecodeError, SuitError
+from suitkit.format import cbor
 from suitkit.format.cbor import DEFAULT_LIMITS, Limits
-from suitkit.format.codepoints import ManifestKey
+from suitkit.format.codepoints import CoseAlgorithm, ManifestKey
 from suitkit.format.digest import Digest, Hasher
-from suitkit.format.envelope import Envelope, SeverableMember, decode_outer, decode_severable_member
+from suitkit.format.envelope import (
+    Envelope,
+    OuterEnvelope,
+    SeverableMember,
+    decode_outer,
+    decode_severable_member,
+)
 from suitkit.format.manifest import SEVERABLE_SEQUENCES, Manifest
 
 _COSE_NAMES = {
@@ -46,10 +55,17 @@ def bstr_header(length: int) -> bytes:
 
 def digest_of_wrapped(digest: Digest, content: bytes) -> bool:
     """Does ``digest`` cover ``content`` as a bstr-wrapped item (header included)? Constant-time."""
-    h = Hasher(digest.algorithm)
-    h.update(bstr_header(len(content)))
-    h.update(content)
-    return digest.matches(h.digest())
+    if digest.algorithm == _SHA_256:  # the mandatory algorithm: skip the generic Hasher
+        h = hashlib.sha256(bstr_header(len(content)))
+        h.update(content)
+        return hmac.compare_digest(digest.value, h.digest())
+    hasher = Hasher(digest.algorithm)
+    hasher.update(bstr_header(len(content)))
+    hasher.update(content)
+    return digest.matches(hasher.digest())
+
+
+_SHA_256 = int(CoseAlgorithm.SHA_256)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,13 +111,70 @@ class AuthenticationResult:
         return tuple(b for b in self.blocks if b.verified)
 
 
-@dataclass(frozen=True, slots=True)
 class AuthenticatedEnvelope:
-    """An envelope whose manifest is authentic and whose present severable members match."""
+    """An envelope whose manifest is authentic and whose present severable members match.
 
-    envelope: Envelope
-    result: AuthenticationResult
-    _extra: Mapping[int, SeverableMember] = field(default_factory=dict)
+    The typed manifest is parsed on first access (strictly: a malformed manifest raises
+    :class:`~suitkit.errors.DecodeError` then), the way a pull parser works: authentication
+    itself needs only the envelope map, the wrapper and the manifest's top-level map.
+    """
+
+    __slots__ = (
+        "_data",
+        "_envelope",
+        "_extra",
+        "_extra_bytes",
+        "_limits",
+        "_manifest_value",
+        "_members_bytes",
+        "_outer",
+        "result",
+    )
+
+    def __init__(
+        self,
+        outer: OuterEnvelope,
+        manifest_value: dict[Any, Any],
+        members: Mapping[int, bytes],
+        extra: Mapping[int, bytes],
+        result: AuthenticationResult,
+        limits: Limits,
+        data: bytes,
+    ) -> None:
+        self._outer = outer
+        self._manifest_value = manifest_value
+        self._members_bytes = members
+        self._extra_bytes = extra
+        self.result = result
+        self._limits = limits
+        self._envelope: Envelope | None = None
+        self._extra: dict[int, SeverableMember] | None = None
+        self._data = data
+
+    @property
+    def envelope(self) -> Envelope:
+        """The parsed envelope (manifest and severable members checked and decoded)."""
+        if self._envelope is None:
+            outer, limits = self._outer, self._limits
+            manifest = Manifest.from_cbor(self._manifest_value, "envelope/manifest", limits)
+            object.__setattr__(manifest, "_encoded", outer.manifest_bytes)
+            members = {
+                k: decode_severable_member(k, v, limits) for k, v in self._members_bytes.items()
+            }
+            env = Envelope(
+                outer.authentication,
+                manifest,
+                members,
+                outer.integrated_payloads,
+                outer.extensions,
+                outer.tagged,
+            )
+            object.__setattr__(env, "_encoded", self._data)
+            self._extra = {
+                k: decode_severable_member(k, v, limits) for k, v in self._extra_bytes.items()
+            }
+            self._envelope = env
+        return self._envelope
 
     @property
     def manifest(self) -> Manifest:
@@ -110,11 +183,13 @@ class AuthenticatedEnvelope:
     def member(self, key: int) -> SeverableMember | None:
         """A severable member by manifest key, whether it stayed in the manifest, came in the
         envelope, or was supplied separately (each one checked against its digest)."""
-        m = self.envelope.manifest
+        env = self.envelope
+        m = env.manifest
         held = m.text if key == ManifestKey.TEXT else m.sequence(key)
         if held is not None and not isinstance(held, Digest):
             return held
-        return self.envelope.severable.get(key) or self._extra.get(key)
+        assert self._extra is not None
+        return env.severable.get(key) or self._extra.get(key)
 
     def describe(self) -> dict[str, Any]:
         m = self.manifest
@@ -205,31 +280,32 @@ def authenticate(
             f"no authentication block verifies under a trusted key ({reasons})",
             path="envelope/authentication-wrapper",
         )
-    # Authentic: now the manifest may be parsed (§6.2).
-    manifest = Manifest.decode(outer.manifest_bytes, "envelope/manifest", limits)
-    members, extra, checked, missing = _check_members(manifest, outer.severable, severed, limits)
-    envelope = Envelope(
-        auth, manifest, members, outer.integrated_payloads, outer.extensions, outer.tagged
+    # Authentic: now the manifest may be parsed (§6.2). Only its top-level map is needed here,
+    # for the digests of severable members; the typed manifest is parsed on first access.
+    manifest_value = cbor.loads(
+        outer.manifest_bytes, what="SUIT_Manifest", path="envelope/manifest", limits=limits
     )
-    object.__setattr__(envelope, "_encoded", bytes(data))
+    if type(manifest_value) is not dict:
+        raise DecodeError("SUIT_Manifest must be a map", path="envelope/manifest")
+    members, extra, checked, missing = _check_members(manifest_value, outer.severable, severed)
     result = AuthenticationResult(auth.digest, tuple(results), checked, missing)
-    return AuthenticatedEnvelope(envelope, result, extra)
+    return AuthenticatedEnvelope(outer, manifest_value, members, extra, result, limits, data)
 
 
 def _check_members(
-    manifest: Manifest,
+    manifest: dict[Any, Any],
     in_envelope: Mapping[int, bytes],
     supplied: Mapping[int, bytes] | Iterable[bytes] | None,
-    limits: Limits,
-) -> tuple[
-    dict[int, SeverableMember], dict[int, SeverableMember], tuple[int, ...], tuple[int, ...]
-]:
+) -> tuple[dict[int, bytes], dict[int, bytes], tuple[int, ...], tuple[int, ...]]:
+    """Check severable members against the digests in the manifest's top-level map (§8.5)."""
     digests: dict[int, Digest] = {}
-    for mkey in (*SEVERABLE_SEQUENCES, ManifestKey.TEXT):
-        held = manifest.text if mkey == ManifestKey.TEXT else manifest.sequence(mkey)
-        if isinstance(held, Digest):
-            digests[mkey] = held
-    members: dict[int, SeverableMember] = {}
+    for mkey in _SEVERABLE_KEYS:
+        held = manifest.get(mkey)
+        if type(held) is list:
+            digests[mkey] = Digest.from_cbor(
+                held, f"envelope/manifest/{ManifestKey(mkey).spec_name}"
+            )
+    members: dict[int, bytes] = {}
     for key, content in in_envelope.items():
         name = ManifestKey.name_of(key) or str(key)
         d = digests.get(key)
@@ -243,8 +319,8 @@ def _check_members(
                 f"the {name} member does not match its digest in the manifest (§8.5)",
                 path=f"envelope/{name}",
             )
-        members[key] = decode_severable_member(key, content, limits)
-    extra: dict[int, SeverableMember] = {}
+        members[key] = content
+    extra: dict[int, bytes] = {}
     if supplied:
         items: Sequence[tuple[int | None, bytes]]
         if isinstance(supplied, Mapping):
@@ -263,10 +339,13 @@ def _check_members(
                     f"the {what} severable member matches no digest in the manifest (§8.5)",
                     path="severed",
                 )
-            extra[match] = decode_severable_member(match, content, limits)
+            extra[match] = content
     checked = tuple(sorted([*members, *extra]))
     missing = tuple(sorted(k for k in digests if k not in members and k not in extra))
     return members, extra, checked, missing
+
+
+_SEVERABLE_KEYS = tuple(int(k) for k in (*SEVERABLE_SEQUENCES, ManifestKey.TEXT))
 
 
 def _alg_text(msg: Any) -> str:

@@ -241,12 +241,15 @@ def loads(
 _FROZENDICT = cbor2.frozendict
 
 
+_CONTAINERS = (tuple, _FROZENDICT, CBORTag)
+
+
 def _thaw(value: Any) -> Any:
     t = type(value)
     if t is tuple:
-        return [_thaw(v) for v in value]
+        return [_thaw(v) if type(v) in _CONTAINERS else v for v in value]
     if t is _FROZENDICT:
-        return {k: _thaw(v) for k, v in value.items()}
+        return {k: _thaw(v) if type(v) in _CONTAINERS else v for k, v in value.items()}
     if t is CBORTag:
         return CBORTag(value.tag, _thaw(value.value))
     return value
