@@ -123,19 +123,37 @@ def _default(encoder: Any, value: Any) -> None:
     raise TypeError(f"cannot encode {type(value).__name__} as CBOR")
 
 
+_LEAVES = frozenset({int, bytes, str, bool, type(None), Raw})
+
+
 def _normalise(obj: Any) -> Any:
     """Sort every map (recursively) so that cbor2, which keeps insertion order, writes them
     deterministically. Leaves that need no work are returned as they are."""
     t = type(obj)
-    if t is int or t is bytes or t is str or obj is None or t is bool or t is Raw:
+    if t in _LEAVES:
         return obj
-    if t is dict or isinstance(obj, Mapping):
-        return {k: _normalise(obj[k]) for k in sorted(obj, key=key_order)}
     if t is list or t is tuple:
-        return [_normalise(v) for v in obj]
+        return [v if type(v) in _LEAVES else _normalise(v) for v in obj]
+    if t is dict:
+        if len(obj) < 2:
+            return {k: _normalise(v) for k, v in obj.items()}
+        return {k: _normalise(obj[k]) for k in sorted(obj, key=key_order)}
     if t is CBORTag:
         return CBORTag(obj.tag, _normalise(obj.value))
+    if isinstance(obj, Mapping):
+        return {k: _normalise(obj[k]) for k in sorted(obj, key=key_order)}
     return obj
+
+
+def cached_encoding(obj: Any) -> bytes:
+    """The deterministic encoding of a frozen model object (anything with ``to_cbor()`` and an
+    ``_encoded`` slot): the bytes it was decoded from, or else its encoding, computed once.
+    Model objects are immutable, so the first encoding stays right."""
+    encoded: bytes | None = obj._encoded
+    if encoded is None:
+        encoded = dumps(obj.to_cbor())
+        object.__setattr__(obj, "_encoded", encoded)
+    return encoded
 
 
 def dumps(obj: Any) -> bytes:

@@ -480,9 +480,7 @@ class CommandSequence(Sequence[SuitCommand]):
     @property
     def encoded(self) -> bytes:
         """The encoded sequence (the bytes it was decoded from, if it was decoded)."""
-        if self._encoded is not None:
-            return self._encoded
-        return cbor.dumps(self.to_cbor())
+        return cbor.cached_encoding(self)
 
     def to_diag(self) -> list[Any]:
         out: list[Any] = []

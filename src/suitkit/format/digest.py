@@ -93,9 +93,7 @@ class Digest:
     @property
     def encoded(self) -> bytes:
         """The encoded SUIT_Digest: the bytes it was decoded from, if it was decoded."""
-        if self._encoded is not None:
-            return self._encoded
-        return cbor.dumps(self.to_cbor())
+        return cbor.cached_encoding(self)
 
     @property
     def algorithm_name(self) -> str:

@@ -62,7 +62,7 @@ class AuthenticationWrapper:
 
     @property
     def encoded(self) -> bytes:
-        return self._encoded if self._encoded is not None else cbor.dumps(self.to_cbor())
+        return cbor.cached_encoding(self)
 
     @property
     def payload(self) -> bytes:
@@ -133,7 +133,7 @@ class Envelope:
 
     def encode(self) -> bytes:
         """The encoded envelope: the bytes it was decoded from, if it was decoded."""
-        return self._encoded if self._encoded is not None else cbor.dumps(self.to_cbor())
+        return cbor.cached_encoding(self)
 
     # --- editing (each returns a new envelope) ---
 

@@ -125,7 +125,7 @@ class TextMap:
 
     @property
     def encoded(self) -> bytes:
-        return self._encoded if self._encoded is not None else cbor.dumps(self.to_cbor())
+        return cbor.cached_encoding(self)
 
     def to_diag(self) -> dict[str, Any]:
         return {lang: m.to_diag() for lang, m in self.languages.items()}
@@ -217,7 +217,7 @@ class Common:
 
     @property
     def encoded(self) -> bytes:
-        return self._encoded if self._encoded is not None else cbor.dumps(self.to_cbor())
+        return cbor.cached_encoding(self)
 
     def to_diag(self) -> dict[Any, Any]:
         out: dict[Any, Any] = {}
@@ -447,7 +447,7 @@ class Manifest:
     @property
     def encoded(self) -> bytes:
         """The encoded SUIT_Manifest (the bstr content at envelope key 3)."""
-        return self._encoded if self._encoded is not None else cbor.dumps(self.to_cbor())
+        return cbor.cached_encoding(self)
 
     def sequence(self, key: int) -> Severable | None:
         """The member at manifest key ``key`` (a command sequence, or a severed digest)."""
