@@ -307,13 +307,15 @@ class Wrapped:
 
 
 class Comment:
-    """A value with a diagnostic-notation comment (``/ name /``) shown before it."""
+    """A value with a diagnostic-notation comment (``/ name /``), shown before it, or after it
+    when ``after`` is true (the spec's appendix puts UUIDs after their bytes that way)."""
 
-    __slots__ = ("comment", "value")
+    __slots__ = ("after", "comment", "value")
 
-    def __init__(self, value: Any, comment: str) -> None:
+    def __init__(self, value: Any, comment: str, *, after: bool = False) -> None:
         self.value = value
         self.comment = comment
+        self.after = after
 
 
 KeyNamer = Callable[[Any], str | None]
@@ -382,13 +384,17 @@ def _diag(
 ) -> None:
     pad = " " * (indent * level)
     comment = ""
+    trailer = ""
     while isinstance(value, Comment):
         if comments:
-            comment = f"/ {value.comment} / "
+            if value.after:
+                trailer = f" / {value.comment} /"
+            else:
+                comment = f"/ {value.comment} / "
         value = value.value
     scalar = _scalar(value)
     if scalar is not None:
-        lines.append(f"{pad}{prefix}{comment}{scalar}{suffix}")
+        lines.append(f"{pad}{prefix}{comment}{scalar}{trailer}{suffix}")
         return
     if isinstance(value, Wrapped):
         _diag(value.value, level, indent, comments, lines, f"{prefix}{comment}<< ", " >>" + suffix)

@@ -172,7 +172,7 @@ def encode_value(code: int, value: Any) -> Any:
 def value_to_diag(code: int, value: Any) -> Any:
     t = type(value)
     if t is uuid.UUID:
-        return cbor.Comment(value.bytes, str(value))
+        return cbor.Comment(value.bytes, str(value), after=True)
     if t is Digest:
         return cbor.Wrapped(value.to_diag())
     if t is EncryptionInfo or t is BstrCbor:
