@@ -212,17 +212,18 @@ def compose(
         md = crypto.digest_of(digest_alg, econtent or b"")
     signed = list(extra_attrs)
     if not omit_content_type:
-        signed.insert(0, attr(AttributeType.CONTENT_TYPE, der.encode_oid(content_type_attr or econtent_type)))
+        signed.insert(
+            0, attr(AttributeType.CONTENT_TYPE, der.encode_oid(content_type_attr or econtent_type))
+        )
     signed.insert(1, attr(AttributeType.MESSAGE_DIGEST, der.encode_octet_string(md)))
-    if sort:
-        signed_set = der.set_of(signed)
-    else:
-        signed_set = der.tlv(0x31, b"".join(signed))
+    signed_set = der.set_of(signed) if sort else der.tlv(0x31, b"".join(signed))
     alg, sig = crypto.sign(key, digest_alg, signed_set)
     sid = (
         issuer_serial
         if issuer_serial is not None
-        else der.tlv(0x80, sid_key_id if sid_key_id is not None else crypto.public_key_id(key.public_key()))
+        else der.tlv(
+            0x80, sid_key_id if sid_key_id is not None else crypto.public_key_id(key.public_key())
+        )
     )
     si = der.sequence(
         der.encode_integer(si_version),
@@ -239,7 +240,9 @@ def compose(
     )
     sd = der.sequence(
         der.encode_integer(sd_version),
-        der.set_of(list(digest_algs) if digest_algs is not None else [AlgorithmId(digest_alg).encode()]),
+        der.set_of(
+            list(digest_algs) if digest_algs is not None else [AlgorithmId(digest_alg).encode()]
+        ),
         encap,
         der.tlv(0xA0, b"".join(certs)) if certs else b"",
         der.tlv(0x31, si * signer_infos),

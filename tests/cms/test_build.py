@@ -77,9 +77,10 @@ def test_nesting_follows_rfc4108_section2(
     econtent = bytes(sd["encapContentInfo"]["eContent"])
     assert not si["unsignedAttrs"].isValue
     signed = _attrs(sd)
-    assert decoder.decode(signed[AttributeType.CONTENT_TYPE])[0] == decoder.decode(
-        encoder.encode(sd["encapContentInfo"]["eContentType"])
-    )[0]  # §2.2.1
+    assert (
+        decoder.decode(signed[AttributeType.CONTENT_TYPE])[0]
+        == decoder.decode(encoder.encode(sd["encapContentInfo"]["eContentType"]))[0]
+    )  # §2.2.1
     inner = econtent
     inner_type = econtent_type
     if encrypt:
@@ -88,7 +89,9 @@ def test_nesting_follows_rfc4108_section2(
         assert not ed["unprotectedAttrs"].isValue  # §2.1.3
         eci = ed["encryptedContentInfo"]
         inner_type = str(eci["contentType"])
-        assert inner_type == (ContentType.COMPRESSED_DATA if compress else ContentType.FIRMWARE_PACKAGE)
+        assert inner_type == (
+            ContentType.COMPRESSED_DATA if compress else ContentType.FIRMWARE_PACKAGE
+        )
         assert eci["encryptedContent"].isValue  # §2.1.3.1
         assert attrs.decode_decrypt_key_id(signed[AttributeType.DECRYPT_KEY_ID]) == b"key-1"  # §2.2
         from suitkit.cms import crypto
@@ -97,7 +100,9 @@ def test_nesting_follows_rfc4108_section2(
         cipher = crypto.parse_content_encryption(
             AlgorithmId.decode(encoder.encode(eci["contentEncryptionAlgorithm"]))
         )
-        inner = b"".join(crypto.decrypt_stream(cipher, KEY16, [memoryview(bytes(eci["encryptedContent"]))]))
+        inner = b"".join(
+            crypto.decrypt_stream(cipher, KEY16, [memoryview(bytes(eci["encryptedContent"]))])
+        )
     else:
         assert AttributeType.DECRYPT_KEY_ID not in signed
     if compress:
@@ -193,7 +198,9 @@ def test_signature_algorithms_and_their_digests(kind: str, sig_alg: str, digest:
     if sig_alg == SignatureAlgorithm.RSASSA_PSS:  # RFC 4056 §2: parameters present
         from pyasn1_modules import rfc4055
 
-        params, _ = decoder.decode(si["signatureAlgorithm"]["parameters"], asn1Spec=rfc4055.RSASSA_PSS_params())
+        params, _ = decoder.decode(
+            si["signatureAlgorithm"]["parameters"], asn1Spec=rfc4055.RSASSA_PSS_params()
+        )
         assert str(params["hashAlgorithm"]["algorithm"]) == DigestAlgorithm.SHA256
         assert int(params["saltLength"]) == 32
     else:
@@ -217,7 +224,9 @@ def test_signer_certificate_is_included_with_its_subject_key_identifier(pki: Pki
     assert len(sd["certificates"]) == 1
     from suitkit.cms.crypto import certificate_key_id
 
-    assert bytes(sd["signerInfos"][0]["sid"]["subjectKeyIdentifier"]) == certificate_key_id(pki.leaf_cert)
+    assert bytes(sd["signerInfos"][0]["sid"]["subjectKeyIdentifier"]) == certificate_key_id(
+        pki.leaf_cert
+    )
 
 
 def test_signer_without_certificate_omits_certificates() -> None:
@@ -235,9 +244,13 @@ def test_signer_without_certificate_omits_certificates() -> None:
         (KEY32, ContentEncryptionAlgorithm.AES256_GCM),
     ],
 )
-def test_content_encryption_algorithms(pki: Pki, key: bytes, algorithm: ContentEncryptionAlgorithm) -> None:
+def test_content_encryption_algorithms(
+    pki: Pki, key: bytes, algorithm: ContentEncryptionAlgorithm
+) -> None:
     pkg = build_package(firmware(), spec(encryption=Encryption(key, b"k", algorithm)), pki.signer)
-    ed, _ = decoder.decode(bytes(_signed_data(pkg)["encapContentInfo"]["eContent"]), asn1Spec=rfc5652.EncryptedData())
+    ed, _ = decoder.decode(
+        bytes(_signed_data(pkg)["encapContentInfo"]["eContent"]), asn1Spec=rfc5652.EncryptedData()
+    )
     assert str(ed["encryptedContentInfo"]["contentEncryptionAlgorithm"]["algorithm"]) == algorithm
 
 
@@ -249,8 +262,13 @@ def test_wrapped_firmware_key_is_an_unsigned_enveloped_data(pki: Pki) -> None:
     env, _ = decoder.decode(unsigned[0]["attrValues"][0], asn1Spec=rfc5652.EnvelopedData())
     assert not env["unprotectedAttrs"].isValue  # RFC 4108 §2.3.1
     assert not env["encryptedContentInfo"]["encryptedContent"].isValue  # RFC 4108 §2.3.1
-    ed, _ = decoder.decode(bytes(sd["encapContentInfo"]["eContent"]), asn1Spec=rfc5652.EncryptedData())
-    assert env["encryptedContentInfo"]["contentEncryptionAlgorithm"] == ed["encryptedContentInfo"]["contentEncryptionAlgorithm"]
+    ed, _ = decoder.decode(
+        bytes(sd["encapContentInfo"]["eContent"]), asn1Spec=rfc5652.EncryptedData()
+    )
+    assert (
+        env["encryptedContentInfo"]["contentEncryptionAlgorithm"]
+        == ed["encryptedContentInfo"]["contentEncryptionAlgorithm"]
+    )
     assert env["recipientInfos"][0].getName() == "kekri"
 
 

@@ -46,7 +46,7 @@ def _read(path: Path, what: str) -> bytes:
     try:
         return path.read_bytes()
     except OSError as exc:
-        _usage(f"cannot read {what} {path}: {exc.strerror or exc}")
+        _die(f"cannot read {what} {path}: {exc.strerror or exc}")
 
 
 def _hex(value: str, what: str) -> bytes:
@@ -85,7 +85,7 @@ def _anchors(files: list[Path]) -> list[Any]:
         try:
             out.append(load_trust_anchor(_read(f, "trust anchor"), label=str(f)))
         except SuitError as exc:
-            _usage(f"{f}: {exc.message}")
+            _die(f"{f}: {exc.message}")
     return out
 
 
@@ -230,7 +230,7 @@ def create(
         elif wrap_kek is not None:
             _usage("--wrap-kek needs --encrypt-key")
     except SuitError as exc:
-        _usage(exc.message)
+        _die(exc.message)
     digest_alg = None
     if digest is not None:
         digests = {
@@ -309,7 +309,7 @@ def verify(
         try:
             keys[_hex(kid, "key id")] = load_symmetric_key(_read(Path(fname), "key"))
         except SuitError as exc:
-            _usage(exc.message)
+            _die(exc.message)
     try:
         result = verify_package(data, anchors, now=dt.datetime.now(dt.UTC), decryption_keys=keys)
     except CmsError as exc:
@@ -395,10 +395,10 @@ def device_init(
         False, "--no-clock", help="The module has no clock (no validity-period checks)."
     ),
 ) -> None:
-    """Create a device directory for CMS loading.
+    """Create a CMS device directory (helper until the simulated device hosts RFC 4108 loads).
 
-    Helper until the simulated device (suitkit.device) hosts the RFC 4108 loader: the directory
-    holds the module's type, serial, trust anchors, keys and state (see suitkit.cms.device_store).
+    The directory holds the module's type, serial, trust anchors, keys and state (see
+    suitkit.cms.device_store); `suitkit cms load` loads packages into it.
     """
     from suitkit.cms.device_store import DirectoryDevice
     from suitkit.cms.keyfiles import load_certificate, load_private_key, load_symmetric_key
@@ -423,7 +423,7 @@ def device_init(
             load_private_key(rkey)
             load_certificate(rcert)
     except SuitError as exc:
-        _usage(exc.message)
+        _die(exc.message)
     DirectoryDevice.create(
         directory,
         hw_type=hw_type,
@@ -462,7 +462,7 @@ def load(
     try:
         device = DirectoryDevice(device_dir)
     except ValueError as exc:
-        _usage(str(exc))
+        _die(str(exc))
     data = _read(package, "package")
     signer = None
     files = device.report_signer_files()

@@ -218,10 +218,6 @@ PrivateKey: TypeAlias = (
 )
 
 
-def public_key_of(private_key: PrivateKey) -> PublicKey:
-    return private_key.public_key()
-
-
 def public_key_id(public_key: PublicKey) -> bytes:
     """RFC 5280 §4.2.1.2 method (1): SHA-1 of the subjectPublicKey bits.
 
@@ -237,7 +233,7 @@ def certificate_key_id(cert: x509.Certificate) -> bytes:
     try:
         ext = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
         return bytes(ext.value.digest)
-    except x509.ExtensionNotFound:
+    except (x509.ExtensionNotFound, ValueError):  # absent, or extensions malformed
         return public_key_id(load_certificate_public_key(cert))
 
 
@@ -360,15 +356,13 @@ def sign(
     raise TypeError(f"unsupported private key {type(private_key).__name__}")
 
 
-def verify(
-    public_key: PublicKey,
-    signature_algorithm: AlgorithmId,
-    digest: DigestAlgorithm,
-    signature: bytes,
-    data: bytes,
-) -> None:
-    """Verify a SignerInfo signature over ``data``; raise :class:`CmsError` with the RFC 4108
-    §4.1.3 code for what went wrong."""
+def prepare_verifier(
+    public_key: PublicKey, signature_algorithm: AlgorithmId, digest: DigestAlgorithm
+) -> Callable[[bytes, bytes], bool]:
+    """Check that a SignerInfo's algorithms fit the signer's key and are supported, and return
+    ``verify(signature, data) -> bool``. Problems raise :class:`CmsError` with the RFC 4108 §4.1.3
+    code: ``badSignatureAlgorithm``, ``unsupportedParameters``, ``unsupportedKeySize``,
+    ``badDigestAlgorithm``."""
     oid = signature_algorithm.oid
     try:
         sig_alg = SignatureAlgorithm(oid)
@@ -376,7 +370,6 @@ def verify(
         raise CmsError(
             E.BAD_SIGNATURE_ALGORITHM, f"unsupported signature algorithm {oid_name(oid)}"
         ) from None
-    ok: bool
     if sig_alg in _ECDSA_HASH:
         if not isinstance(public_key, ec.EllipticCurvePublicKey):
             raise _key_mismatch(sig_alg)
@@ -384,10 +377,10 @@ def verify(
             raise CmsError(E.UNSUPPORTED_PARAMETERS, f"{oid_name(oid)} with parameters")
         if public_key.curve.name not in _SUPPORTED_CURVES:
             raise CmsError(E.UNSUPPORTED_KEY_SIZE, f"unsupported curve {public_key.curve.name}")
-        ok = _call(
-            lambda: public_key.verify(signature, data, ec.ECDSA(_HASHES[_ECDSA_HASH[sig_alg]]()))
-        )
-    elif sig_alg is SignatureAlgorithm.ED25519:
+        ecdsa = ec.ECDSA(_HASHES[_ECDSA_HASH[sig_alg]]())
+        ec_key = public_key
+        return lambda sig, data: _call(lambda: ec_key.verify(sig, data, ecdsa))
+    if sig_alg is SignatureAlgorithm.ED25519:
         if not isinstance(public_key, ed25519.Ed25519PublicKey):
             raise _key_mismatch(sig_alg)
         if signature_algorithm.params is not None:  # RFC 8419 §2.1: parameters MUST be absent
@@ -396,8 +389,9 @@ def verify(
             raise CmsError(
                 E.BAD_DIGEST_ALGORITHM, "Ed25519 signer must use SHA-512 (RFC 8419 §3.1)"
             )
-        ok = _call(lambda: public_key.verify(signature, data))
-    elif sig_alg is SignatureAlgorithm.RSASSA_PSS:
+        ed_key = public_key
+        return lambda sig, data: _call(lambda: ed_key.verify(sig, data))
+    if sig_alg is SignatureAlgorithm.RSASSA_PSS:
         if not isinstance(public_key, rsa.RSAPublicKey):
             raise _key_mismatch(sig_alg)
         if not _RSA_MIN_BITS <= public_key.key_size <= _RSA_MAX_BITS:
@@ -405,14 +399,26 @@ def verify(
         pss_hash, mgf_hash, salt = _parse_pss_params(signature_algorithm.params)
         h = _HASHES[pss_hash]()
         pss = asym_padding.PSS(mgf=asym_padding.MGF1(_HASHES[mgf_hash]()), salt_length=salt)
-        ok = _call(lambda: public_key.verify(signature, data, pss, h))
-    else:  # HSS/LMS
-        if not isinstance(public_key, HssLmsPublicKey):
-            raise _key_mismatch(sig_alg)
-        if signature_algorithm.params is not None:  # RFC 8708 §3: parameters MUST be absent
-            raise CmsError(E.UNSUPPORTED_PARAMETERS, "id-alg-hss-lms-hashsig with parameters")
-        ok = public_key.verify(signature, data)
-    if not ok:
+        rsa_key = public_key
+        return lambda sig, data: _call(lambda: rsa_key.verify(sig, data, pss, h))
+    # HSS/LMS
+    if not isinstance(public_key, HssLmsPublicKey):
+        raise _key_mismatch(sig_alg)
+    if signature_algorithm.params is not None:  # RFC 8708 §3: parameters MUST be absent
+        raise CmsError(E.UNSUPPORTED_PARAMETERS, "id-alg-hss-lms-hashsig with parameters")
+    return public_key.verify
+
+
+def verify(
+    public_key: PublicKey,
+    signature_algorithm: AlgorithmId,
+    digest: DigestAlgorithm,
+    signature: bytes,
+    data: bytes,
+) -> None:
+    """Verify a SignerInfo signature over ``data``; raise :class:`CmsError` with the RFC 4108
+    §4.1.3 code for what went wrong (``signatureFailure`` when it just does not verify)."""
+    if not prepare_verifier(public_key, signature_algorithm, digest)(signature, data):
         raise CmsError(E.SIGNATURE_FAILURE, "the signature does not verify")
 
 
@@ -668,16 +674,6 @@ def unwrap_key(algorithm: KeyWrapAlgorithm, kek: bytes, wrapped: bytes) -> bytes
         return keywrap.aes_key_unwrap(kek, wrapped)
     except (keywrap.InvalidUnwrap, ValueError):
         raise CmsError(E.DECRYPT_FAILURE, "the wrapped firmware key does not unwrap") from None
-
-
-def hash_algorithm(digest: DigestAlgorithm) -> hashes.HashAlgorithm:
-    return _HASHES[digest]()
-
-
-def curve_name(key: PublicKey | PrivateKey) -> str | None:
-    if isinstance(key, ec.EllipticCurvePublicKey | ec.EllipticCurvePrivateKey):
-        return str(key.curve.name)
-    return None
 
 
 def key_description(key: PublicKey | PrivateKey) -> str:

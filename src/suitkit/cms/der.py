@@ -28,6 +28,8 @@ from dataclasses import dataclass
 MAX_DEPTH = 40
 #: Maximum number of length octets (8 octets = 2**64 - 1, far beyond any real buffer).
 _MAX_LENGTH_OCTETS = 8
+#: Most elements one buffer may hold (OpenSSL streams 4 KiB segments: 16 Ki for 64 MiB).
+MAX_ELEMENTS = 1 << 18
 #: Upper bound for the small elements :func:`read_element` assembles from a stream.
 SMALL_ELEMENT_LIMIT = 1 << 16
 
@@ -177,13 +179,23 @@ def children(buf: memoryview, tlv: Tlv, depth: int = 0) -> list[Tlv]:
     return out
 
 
-def check_tree(buf: memoryview, tlv: Tlv, depth: int = 0) -> None:
-    """Raise :class:`DerError` unless every constructed descendant of ``tlv`` is well formed."""
+def check_tree(buf: memoryview, tlv: Tlv, depth: int = 0, budget: list[int] | None = None) -> None:
+    """Raise :class:`DerError` unless every constructed descendant of ``tlv`` is well formed.
+
+    At most :data:`MAX_ELEMENTS` elements are visited: input made of millions of tiny elements
+    (legal BER, e.g. a constructed OCTET STRING of one-octet segments) is refused rather than
+    walked for minutes.
+    """
+    if budget is None:
+        budget = [MAX_ELEMENTS]
     if depth > MAX_DEPTH:
         raise DerError("nesting too deep")
     if tlv.constructed:
         for child in children(buf, tlv, depth):
-            check_tree(buf, child, depth + 1)
+            budget[0] -= 1
+            if budget[0] < 0:
+                raise DerError(f"more than {MAX_ELEMENTS} elements")
+            check_tree(buf, child, depth + 1, budget)
 
 
 def read_single(buf: memoryview) -> Tlv:

@@ -111,14 +111,18 @@ def _md(md: FirmwareMessageDigest) -> str:
 
 
 def _cert(cert: x509.Certificate) -> dict[str, Any]:
-    return {
+    out: dict[str, Any] = {
         "subject": cert.subject.rfc4514_string(),
         "issuer": cert.issuer.rfc4514_string(),
         "serial": hex(cert.serial_number),
-        "key": crypto.key_description(crypto.load_certificate_public_key(cert)),
-        "subjectKeyIdentifier": crypto.certificate_key_id(cert).hex(),
         "notAfter": cert.not_valid_after_utc.isoformat(),
     }
+    try:
+        out["key"] = crypto.key_description(crypto.load_certificate_public_key(cert))
+        out["subjectKeyIdentifier"] = crypto.certificate_key_id(cert).hex()
+    except (ValueError, der.DerError, IndexError) as exc:
+        out["key"] = f"(unsupported: {exc})"
+    return out
 
 
 def _layers(sd: ParsedSignedData) -> list[dict[str, Any]]:

@@ -119,7 +119,9 @@ class _MemoryWriter:
         n = len(data)
         if self._pos + n > len(self._buf):
             raise OSError("firmware larger than announced")
-        self._buf[self._pos : self._pos + n] = data
+        # through a memoryview: bytearray slice assignment would copy ``data`` first
+        with memoryview(self._buf) as view:
+            view[self._pos : self._pos + n] = data
         self._pos += n
 
     def commit(self) -> None:

@@ -58,15 +58,12 @@ def load_private_key(data: bytes) -> PrivateKey:
 
 
 def load_symmetric_key(data: bytes) -> bytes:
-    """A raw 16- or 32-octet key, or the same as hex text."""
+    """A 16- or 32-octet key: its hex text (preferred when the file is hex), or the raw octets."""
     text = data.strip()
+    if len(text) in (32, 64) and all(c in b"0123456789abcdefABCDEF" for c in text):
+        return bytes.fromhex(text.decode("ascii"))
     if len(data) not in (16, 32):
-        try:
-            data = bytes.fromhex(text.decode("ascii"))
-        except (UnicodeDecodeError, ValueError):
-            raise KeyFormatError(
-                "a symmetric key file holds 16 or 32 raw octets or their hex"
-            ) from None
-    if len(data) not in (16, 32):
-        raise KeyFormatError(f"symmetric key of {len(data)} octets (16 or 32 expected)")
+        raise KeyFormatError(
+            f"symmetric key file of {len(data)} octets: 16 or 32 raw octets, or their hex, expected"
+        )
     return data

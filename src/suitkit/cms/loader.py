@@ -102,6 +102,8 @@ def _load(view: PackageView, package: Any, device: CmsDevice, policy: LoadPolicy
     sd, attributes = view.sd, view.attributes
     # 2-3: authenticate (RFC 4108 §1.2.3: MUST reject a package whose signature cannot be validated)
     path = resolve_signer(sd, device.trust_anchors(), device.current_time())
+    # algorithm checks first: they are cheap, hashing the firmware is not
+    crypto.prepare_verifier(path.public_key, sd.signer.signature_algorithm, sd.digest_algorithm)
     econtent_digest = digest_econtent(sd)
     verify_signer_info(sd, path, econtent_digest)
     # 4: content-type attribute (RFC 4108 §2.2.1)

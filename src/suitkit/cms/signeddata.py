@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -21,6 +22,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
+from cryptography.utils import CryptographyDeprecationWarning
 
 from suitkit.cms import attributes as attrs
 from suitkit.cms import crypto, der
@@ -156,10 +158,6 @@ def build_signed_data(
         ]
     )
     return [prefix, content, tail]
-
-
-def join(chunks: Sequence[bytes | memoryview]) -> bytes:
-    return b"".join(chunks)
 
 
 # --- Parsing -----------------------------------------------------------------------------------
@@ -358,10 +356,27 @@ def _parse_certificates(buf: memoryview, cert_tlv: der.Tlv) -> list[x509.Certifi
         if not item.is_universal(der.SEQUENCE):
             raise _fail(E.BAD_CERTIFICATE, f"certificate choice {item.describe()} is not allowed")
         try:
-            out.append(x509.load_der_x509_certificate(der.element_bytes(buf, item)))
-        except ValueError as exc:
+            with warnings.catch_warnings():  # e.g. non-positive serial numbers
+                warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+                cert = x509.load_der_x509_certificate(der.element_bytes(buf, item))
+                _touch(cert)
+        except Exception as exc:  # cryptography raises ValueError, TypeError, InvalidVersion,
+            # DuplicateExtension, UnsupportedAlgorithm... for malformed certificates
             raise _fail(E.BAD_CERTIFICATE, f"malformed certificate: {exc}") from None
+        out.append(cert)
     return out
+
+
+def _touch(cert: x509.Certificate) -> None:
+    """Parse every part the loader reads (``cryptography`` parses some lazily), so that a
+    malformed certificate is ``badCertificate`` here rather than an exception later."""
+    cert.subject.rfc4514_string()
+    cert.issuer.rfc4514_string()
+    _ = (cert.serial_number, cert.not_valid_before_utc, cert.not_valid_after_utc)
+    _ = (cert.signature, cert.tbs_certificate_bytes, cert.signature_algorithm_oid)
+    for _ext in cert.extensions:
+        pass
+    crypto.load_certificate_public_key(cert)
 
 
 def _parse_signer_info(buf: memoryview, tlv: der.Tlv, allow_issuer_serial: bool) -> SignerInfo:
@@ -476,11 +491,9 @@ def _matches_sid(cert: x509.Certificate, signer: SignerInfo) -> bool:
     return cert.serial_number == signer.serial and cert.issuer.public_bytes() == signer.issuer
 
 
-def _anchor_for_key(
-    anchors: Sequence[TrustAnchor], key: PublicKey, key_id: bytes
-) -> TrustAnchor | None:
+def _anchor_for_key(anchors: Sequence[TrustAnchor], key: PublicKey) -> TrustAnchor | None:
     for anchor in anchors:
-        if anchor.key_id == key_id and _same_key(anchor.public_key, key):
+        if _same_key(anchor.public_key, key):
             return anchor
     return None
 
@@ -524,7 +537,7 @@ def resolve_signer(
     for _ in range(MAX_PATH_LENGTH):
         _check_validity(current, now)
         key = _cert_key(current)
-        direct = _anchor_for_key(anchors, key, crypto.certificate_key_id(current))
+        direct = _anchor_for_key(anchors, key)
         if direct is not None:  # the certificate carries an anchor's own key
             _check_authorized(direct)
             return SignerPath(direct, _cert_key(leaf), chain)
@@ -650,15 +663,13 @@ def verify_signer_info(sd: ParsedSignedData, path: SignerPath, content_digest: b
     """Check the message-digest attribute against the eContent digest and the signature over the
     DER signed attributes (RFC 5652 §5.4, §5.6). Mismatch: ``signatureFailure``."""
     signer = sd.signer
+    verifier = crypto.prepare_verifier(
+        path.public_key, signer.signature_algorithm, signer.digest_algorithm
+    )
     if content_digest != sd.message_digest:
         raise _fail(E.SIGNATURE_FAILURE, "message-digest attribute does not match the content")
-    crypto.verify(
-        path.public_key,
-        signer.signature_algorithm,
-        signer.digest_algorithm,
-        signer.signature,
-        signer.signed_attrs_der,
-    )
+    if not verifier(signer.signature, signer.signed_attrs_der):
+        raise _fail(E.SIGNATURE_FAILURE, "the signature does not verify")
     hashes = signer.signed_attrs.get(AttributeType.SIGNING_CERTIFICATE)
     if hashes is not None and path.certificates:
         try:
