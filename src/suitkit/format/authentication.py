@@ -74,11 +74,20 @@ class BlockResult:
 
     index: int
     structure: str
-    algorithm: str
+    alg: int | None
     kid: bytes | None
     verified: bool
     key: CoseKey | None = None  # the trusted key that verified
     error: str | None = None
+
+    @property
+    def algorithm(self) -> str:
+        """The algorithm's name (``ES256``), or its number if suitkit does not know it."""
+        if self.alg is None:
+            return "?"
+        return (
+            CoseAlgorithm(self.alg).spec_name if CoseAlgorithm.name_of(self.alg) else str(self.alg)
+        )
 
     @property
     def key_id(self) -> bytes | None:
@@ -269,11 +278,9 @@ def authenticate(
         try:
             vr = msg.verify(keys, payload=payload)
         except AuthenticationError as exc:
-            results.append(
-                BlockResult(i + 1, name, _alg_text(msg), _kid(msg), False, error=exc.message)
-            )
+            results.append(BlockResult(i + 1, name, _alg(msg), _kid(msg), False, error=exc.message))
             continue
-        results.append(BlockResult(i + 1, name, vr.alg.spec_name, vr.kid, True, key=vr.key))
+        results.append(BlockResult(i + 1, name, vr.alg, vr.kid, True, key=vr.key))
     if not any(r.verified for r in results):
         reasons = "; ".join(f"block {r.index}: {r.error}" for r in results)
         raise AuthenticationError(
@@ -348,11 +355,11 @@ def _check_members(
 _SEVERABLE_KEYS = tuple(int(k) for k in (*SEVERABLE_SEQUENCES, ManifestKey.TEXT))
 
 
-def _alg_text(msg: Any) -> str:
+def _alg(msg: Any) -> int | None:
     try:
-        return str(msg.headers.algorithm("COSE").spec_name)
+        return int(msg.headers.algorithm("COSE"))
     except (SuitError, AttributeError):
-        return "?"
+        return None
 
 
 def _kid(msg: Any) -> bytes | None:

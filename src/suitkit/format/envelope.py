@@ -48,13 +48,14 @@ class AuthenticationWrapper:
             raise DecodeError(
                 "SUIT_Authentication must be an array starting with the SUIT_Digest", path=path
             )
-        if not all(type(v) is bytes for v in value):
-            raise DecodeError(
-                "every element of SUIT_Authentication must be a bstr-wrapped item", path=path
-            )
+        for v in value:
+            if type(v) is not bytes:
+                raise DecodeError(
+                    "every element of SUIT_Authentication must be a bstr-wrapped item", path=path
+                )
         digest = Digest.decode(value[0], f"{path}/digest")
         w = cls(digest, tuple(value[1:]))
-        object.__setattr__(w, "_encoded", bytes(data))
+        object.__setattr__(w, "_encoded", data)
         return w
 
     def to_cbor(self) -> list[bytes]:
@@ -194,12 +195,19 @@ class OuterEnvelope:
     tagged: bool
 
 
+# Keys as plain ints for the hot path (IntEnum member lookups are slow in CPython 3.11).
+_TAG_ENVELOPE = int(Tag.SUIT_ENVELOPE)
+_KEY_AUTH = int(EnvelopeKey.AUTHENTICATION_WRAPPER)
+_KEY_MANIFEST = int(EnvelopeKey.MANIFEST)
+_ENVELOPE_MEMBER_KEYS = frozenset(int(k) for k in (*SEVERABLE_SEQUENCES, ManifestKey.TEXT))
+
+
 def decode_outer(data: bytes, *, limits: Limits = DEFAULT_LIMITS) -> OuterEnvelope:
     """Parse the envelope map and its authentication wrapper, leaving the manifest as bytes."""
     value = cbor.loads(data, what="SUIT_Envelope", path="envelope", limits=limits)
     tagged = False
     if type(value) is cbor.CBORTag:
-        if value.tag != Tag.SUIT_ENVELOPE:
+        if value.tag != _TAG_ENVELOPE:
             raise DecodeError(
                 f"expected a SUIT_Envelope (tag 107), found tag {value.tag}", path="envelope"
             )
@@ -207,7 +215,7 @@ def decode_outer(data: bytes, *, limits: Limits = DEFAULT_LIMITS) -> OuterEnvelo
         tagged = True
     if type(value) is not dict:
         raise DecodeError("a SUIT_Envelope must be a map", path="envelope")
-    auth_raw = value.get(EnvelopeKey.AUTHENTICATION_WRAPPER)
+    auth_raw = value.get(_KEY_AUTH)
     if auth_raw is None:
         raise DecodeError("the authentication wrapper (key 2) is missing", path="envelope")
     if type(auth_raw) is not bytes:
@@ -215,7 +223,7 @@ def decode_outer(data: bytes, *, limits: Limits = DEFAULT_LIMITS) -> OuterEnvelo
             "the authentication wrapper must be a bstr-wrapped SUIT_Authentication",
             path="envelope/authentication-wrapper",
         )
-    manifest_raw = value.get(EnvelopeKey.MANIFEST)
+    manifest_raw = value.get(_KEY_MANIFEST)
     if manifest_raw is None:
         raise DecodeError("the manifest (key 3) is missing", path="envelope")
     if type(manifest_raw) is not bytes:
@@ -227,7 +235,7 @@ def decode_outer(data: bytes, *, limits: Limits = DEFAULT_LIMITS) -> OuterEnvelo
     payloads: dict[str, bytes] = {}
     ext: dict[int, Any] = {}
     for k, v in value.items():
-        if k == EnvelopeKey.AUTHENTICATION_WRAPPER or k == EnvelopeKey.MANIFEST:
+        if k == _KEY_AUTH or k == _KEY_MANIFEST:
             continue
         if type(k) is str:
             if type(v) is not bytes:
@@ -236,7 +244,7 @@ def decode_outer(data: bytes, *, limits: Limits = DEFAULT_LIMITS) -> OuterEnvelo
                 )
             payloads[k] = v
         elif type(k) is int:
-            if k in SEVERABLE_SEQUENCES or k == ManifestKey.TEXT:
+            if k in _ENVELOPE_MEMBER_KEYS:
                 if type(v) is not bytes:
                     raise DecodeError(
                         "a severable member in the envelope must be a byte string",
