@@ -221,16 +221,37 @@ def _mount_subcommands() -> None:
         ("suitkit.cli.cms", "app", "cms", "CMS-protected firmware packages (RFC 4108)."),
         ("suitkit.cli.device", "app", "device", "A simulated device: init, update, boot, status."),
         ("suitkit.cli.device", "report_app", "report", "SUIT reports: show and verify."),
+        (
+            "suitkit.cli.encryption",
+            "app",
+            "",
+            "Payload encryption (draft-ietf-suit-firmware-encryption).",
+        ),
+        (
+            "suitkit.cli.server",
+            "app",
+            "",
+            "The update service (RFC 9019 firmware server, status tracker).",
+        ),
     ):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:
-            if exc.name == module:
+            # a role that is not part of this checkout, or whose extra is not installed
+            # (the server needs `pip install suitkit[server]`)
+            if exc.name == module or module.endswith(".server"):
                 continue
             raise
         sub = getattr(mod, attr, None)
-        if sub is not None:
+        if sub is None:
+            continue
+        if name:
             app.add_typer(sub, name=name, help=helptext)
+        else:  # commands that stand at the top level (suitkit encrypt, suitkit serve, ...)
+            for command in sub.registered_commands:
+                app.registered_commands.append(command)
+            for group in sub.registered_groups:
+                app.registered_groups.append(group)
 
 
 _mount_subcommands()
