@@ -16,6 +16,7 @@ can sign.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -65,7 +66,7 @@ from suitkit.format.commands import (
 from suitkit.format.digest import Digest
 from suitkit.format.envelope import AuthenticationWrapper, Envelope, SeverableMember
 from suitkit.format.manifest import Common, ComponentIdentifier, Manifest, TextLMap, TextMap
-from suitkit.format.parameters import Parameters
+from suitkit.format.parameters import EncryptionInfo, Parameters
 
 # Reporting policies the spec's examples use (Appendix B): all four bits on conditions,
 # record-on-failure on directives, success records and sysinfo on the slot check of A/B.
@@ -114,6 +115,9 @@ class ComponentSpec:
     text: Mapping[int, str] = field(default_factory=dict)
     #: Integrated payload: the key in the envelope and its bytes (§7.5).
     integrated: tuple[str, bytes] | None = None
+    #: suit-parameter-encryption-info (firmware encryption §3): set with the copy or write that
+    #: decrypts into this component.
+    encryption_info: EncryptionInfo | None = None
 
 
 @dataclass(frozen=True)
@@ -247,11 +251,18 @@ def compile_manifest(spec: ManifestSpec) -> Envelope:
             install += block(i, fetch_cmds)
         else:
             raise DescriptionError("fetch-in is 'install' or 'payload-fetch'", where)
+        # firmware encryption §3: encryption-info is set together with the source (copy) or
+        # the content (write) whose bytes the directive decrypts into this component
+        decrypt: dict[int, Any] = (
+            {Parameter.ENCRYPTION_INFO: c.encryption_info} if c.encryption_info else {}
+        )
         if c.install_from is not None:
             install += block(
                 i,
                 [
-                    OverrideParameters(Parameters({Parameter.SOURCE_COMPONENT: c.install_from})),
+                    OverrideParameters(
+                        Parameters({Parameter.SOURCE_COMPONENT: c.install_from, **decrypt})
+                    ),
                     DirectiveCopy(direc),
                     ConditionImageMatch(cond),
                 ],
@@ -260,7 +271,7 @@ def compile_manifest(spec: ManifestSpec) -> Envelope:
             install += block(
                 i,
                 [
-                    OverrideParameters(Parameters({Parameter.CONTENT: c.content})),
+                    OverrideParameters(Parameters({Parameter.CONTENT: c.content, **decrypt})),
                     DirectiveWrite(direc),
                     ConditionImageMatch(cond),
                 ],
@@ -484,10 +495,18 @@ def _spec_from_description(desc: Mapping[str, Any], base: Path) -> ManifestSpec:
     defaults = {
         k: desc[k] for k in ("vendor-id", "class-id", "vendor-domain", "class-info") if k in desc
     }
-    comps = tuple(
-        _component(i, {**defaults, **c} if isinstance(c, dict) else c, base)
-        for i, c in enumerate(comps_desc)
-    )
+    specs: list[ComponentSpec] = []
+    staging: list[ComponentSpec] = []
+    for i, c in enumerate(comps_desc):
+        merged = {**defaults, **c} if isinstance(c, dict) else c
+        if isinstance(merged, dict) and "encryption" in merged:
+            target, stage = _encrypted_component(i, merged, base, len(comps_desc) + len(staging))
+            specs.append(target)
+            if stage is not None:
+                staging.append(stage)
+        else:
+            specs.append(_component(i, merged, base))
+    comps = tuple(specs + staging)
     policy = desc.get("reporting-policy", {})
     return ManifestSpec(
         sequence_number=_sequence_number(desc),
@@ -598,6 +617,55 @@ def _component(i: int, c: Any, base: Path) -> ComponentSpec:
         text=_text_keys(c.get("text", {}), f"{where}/text", TextComponentKey),
         integrated=integrated,
     )
+
+
+def _encrypted_component(
+    i: int, c: dict[str, Any], base: Path, staging_index: int
+) -> tuple[ComponentSpec, ComponentSpec | None]:
+    """A component whose payload is encrypted (draft-ietf-suit-firmware-encryption §3, §6).
+
+    With a ``uri`` (or ``integrated``), the ciphertext is fetched into a staging component in
+    payload-fetch and image-matched there before decryption; install then copies it into the
+    target, decrypting, and image-matches the plaintext. Without one, the ciphertext is the
+    content of a write that decrypts into the target (the write form). The staging component
+    comes after every component of the description.
+    """
+    from suitkit.encryption.builder import encrypt_component, staging_component_id
+
+    where = f"components[{i}]"
+    alg = digest_algorithm(c.get("digest-algorithm", "sha256"), where)
+    enc = encrypt_component(c, base, where, digest_algorithm=alg)
+    plain = {k: v for k, v in c.items() if k not in ("encryption", "payload", "uri", "integrated")}
+    spec = _component(i, plain, base)
+    spec = dataclasses.replace(
+        spec,
+        digest=enc.plaintext_digest,
+        size=enc.plaintext_size,
+        uri=None,
+        encryption_info=enc.encryption_info,
+    )
+    if "uri" not in c and not c.get("integrated"):
+        return dataclasses.replace(spec, content=enc.ciphertext_bytes()), None
+    integrated = None
+    uri = c.get("uri")
+    if c.get("integrated"):
+        key = (
+            c["integrated"]
+            if isinstance(c["integrated"], str)
+            else f"#{Path(str(c['payload'])).name}.enc"
+        )
+        integrated = (str(key), enc.ciphertext_bytes())
+        uri = uri or key
+    stage = ComponentSpec(
+        id=staging_component_id(spec.id, enc),
+        digest=enc.ciphertext_digest,
+        size=enc.ciphertext_size,
+        uri=str(uri),
+        fetch_in="payload-fetch",
+        validate=False,
+        integrated=integrated,
+    )
+    return dataclasses.replace(spec, install_from=staging_index), stage
 
 
 def _slot_digest(s: Any, base: Path, alg: int, where: str) -> tuple[Digest, int]:

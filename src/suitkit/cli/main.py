@@ -93,6 +93,14 @@ def create(
         str | None,
         typer.Option("--alg", help="Signature algorithm for P-256 keys: esp256 (default) or es256"),
     ] = None,
+    profile: Annotated[
+        str | None,
+        typer.Option(
+            "--profile",
+            help="Constrain digest, signature, key exchange and content encryption to an MTI "
+            "profile (draft-ietf-suit-mti), e.g. suit-sha256-esp256-ecdh-a128ctr",
+        ),
+    ] = None,
 ) -> None:
     """Build a manifest from a description, and sign it when keys are given."""
     with common.guard():
@@ -100,8 +108,18 @@ def create(
         from suitkit.author.signing import sign_envelope, signers_from_files
 
         envelope = build_from_description(load_description(description), description.parent)
+        signers = signers_from_files(key, alg) if key else []
+        if profile is not None:
+            from suitkit.author.signing import MacKey
+            from suitkit.encryption.profiles import check_build
+
+            check_build(
+                profile,
+                envelope=envelope,
+                signers=[s.key if isinstance(s, MacKey) else s for s in signers],
+            )
         if key:
-            envelope = sign_envelope(envelope, signers_from_files(key, alg))
+            envelope = sign_envelope(envelope, signers)
         common.write_atomic(output, envelope.encode())
         signed = f", signed by {len(key)} key(s)" if key else ", unsigned (digest only)"
         common.ok(
