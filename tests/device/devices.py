@@ -40,8 +40,10 @@ def new_device(path: Path, *, slots: int = 2, size: int = 16 * PAGE) -> Simulate
 def open_device(
     path: Path, payload: bytes | None = None, fault: FaultInjector | None = None
 ) -> SimulatedDevice:
+    """The device in ``path``; the fetcher (when ``payload`` is given) serves it at URI. No
+    fsync: the power cuts here are simulated (``durable=False``)."""
     fetcher = MemoryFetcher({URI: payload}, chunk_size=700) if payload is not None else None
-    return SimulatedDevice(path, fetcher=fetcher, fault=fault)
+    return SimulatedDevice(path, fetcher=fetcher, fault=fault, durable=False)
 
 
 def ab_manifest(seq: int, img: bytes) -> Envelope:
@@ -112,3 +114,12 @@ def state_is_consistent(dev: SimulatedDevice) -> Any:
     for name in state["boot"]["manifests"].values():
         assert (dev.dir / name).is_file()
     return state
+
+
+def snapshot(path: Path) -> dict[str, bytes]:
+    """Every file of a device directory but its reports: what "nothing written" compares."""
+    return {
+        str(f.relative_to(path)): f.read_bytes()
+        for f in sorted(path.rglob("*"))
+        if f.is_file() and f.relative_to(path).parts[0] != "reports"
+    }

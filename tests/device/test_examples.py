@@ -148,6 +148,15 @@ def test_appendix_b_example_runs_to_the_failing_image_match(n: int) -> None:
     assert (err.section, err.offset, err.component_index) == (section, offset, ci)
     assert device.invocations == []
     assert device.sequence_numbers == {}
+    # the report's result names the same record (report §4.2), with the measured digest (§3)
+    from suitkit.device.report import build_report
+    from suitkit.format.codepoints import Parameter
+
+    failure = build_report(result).result
+    assert failure is not None and failure.reason is ReportReason.CONDITION_FAILED
+    rec = failure.record
+    assert (rec.section, rec.offset, rec.component_index) == (section, offset, ci)
+    assert Parameter.IMAGE_DIGEST in rec.properties
 
 
 def test_example_2_severed_without_its_install_member_is_severing_unsupported() -> None:

@@ -543,3 +543,159 @@ def test_update_of_slot_component_in_memory_uses_capacity() -> None:
     result = run(env, device=device)[1]
     assert isinstance(result.error, OperationFailedError)
     assert device.components_[C0].content is None
+
+
+# --- unsupported elements are refused before anything runs (report §4.2 reasons) -------------
+
+
+def test_unsupported_image_digest_algorithm_is_alg_unsupported_before_anything_is_written() -> None:
+    """An image-digest whose algorithm the processor cannot compute is refused during setup
+    (alg-unsupported), not after the payload was written and image-match found it out."""
+    from suitkit.errors import AlgorithmUnsupportedError
+
+    env = explicit(
+        shared=[{"override-parameters": {"digest": {"algorithm": -99, "value": "00" * 32}}}],
+        install=[{"override-parameters": {"uri": URI}}, {"fetch": 2}, {"image-match": 15}],
+    )
+    device, result = run(env)
+    assert isinstance(result.error, AlgorithmUnsupportedError)
+    assert result.error.reason is ReportReason.ALG_UNSUPPORTED
+    assert result.error.section == ManifestKey.COMMON and result.error.offset is not None
+    assert result.events == () and device.writes == 0
+
+
+def test_use_before_is_command_unsupported_by_this_core_processor() -> None:
+    """suit-condition-use-before belongs to draft-ietf-suit-update-management, which this
+    processor does not implement: a manifest that relies on it is refused, not half-run."""
+    env = explicit(install=[{"use-before": 15}])
+    device, result = run(env)
+    assert isinstance(result.error, CommandUnsupportedError)
+    assert result.events == () and device.writes == 0
+
+
+# --- payloads larger than their component (issue item 6) ----------------------------------------
+
+
+def test_image_size_larger_than_the_component_is_refused_before_the_first_write() -> None:
+    device = memory_device({URI: IMG}, capacity=len(IMG) - 1)
+    device.components_[C0].content = bytearray(b"old")
+    env = explicit(install=[
+        {"override-parameters": {"uri": URI, "size": len(IMG), "digest": sha(IMG)}},
+        {"fetch": 2},
+    ])
+    _, result = run(env, device=device)
+    assert isinstance(result.error, OperationFailedError)
+    assert "refused before writing" in result.error.message
+    assert device.writes == 0 and bytes(device.components_[C0].content or b"") == b"old"
+
+
+@pytest.mark.parametrize("source", ["fetch", "integrated", "write"])
+def test_payload_larger_than_the_component_is_refused_at_the_first_byte_past_the_end(
+    source: str,
+) -> None:
+    """Without image-size, the component's size is the limit: the byte after it is refused, the
+    writer is aborted, nothing is committed (fetched, integrated and content payloads alike)."""
+    capacity = len(IMG) - 10
+    device = memory_device({URI: IMG}, capacity=capacity)
+    if source == "write":
+        cmds: list[Any] = [{"override-parameters": {"content": f"h'{IMG.hex()}'"}}, {"write": 2}]
+    else:
+        uri = URI if source == "fetch" else "#img"
+        cmds = [{"override-parameters": {"uri": uri}}, {"fetch": 2}]
+    env = explicit(install=cmds)
+    if source == "integrated":
+        from dataclasses import replace
+
+        env = replace(env, integrated_payloads={"#img": IMG})
+    _, result = run(env, device=device)
+    assert isinstance(result.error, OperationFailedError)
+    assert f"refused at byte {capacity + 1}" in result.error.message
+    assert device.bytes_written <= capacity
+    assert device.components_[C0].content is None and device.sequence_numbers == {}
+
+
+# --- procedures, constant-time check-content, fetchers, no I/O in the processor ------------------
+
+
+def test_procedures_run_their_sections_in_order_each_after_the_shared_sequence() -> None:
+    """Manifest §8.4.6: Update = payload-fetch, install, validate; Invocation = validate, load,
+    invoke; each preceded by the shared sequence (the platform sees each section begin)."""
+    noop = [{"override-parameters": {"content": "h'00'"}}]
+    env = explicit(
+        payload_fetch=noop, install=noop, validate=noop, load=noop,
+        invoke=[{"override-parameters": {"invoke-args": "h'00'"}}],
+    )
+    device = memory_device()
+    Processor(device).run(env, Procedure.UPDATE).check()
+    Processor(device).run(env, Procedure.INVOCATION).check()
+    keys = [section for _, section in device.sections]
+    assert keys == [
+        ManifestKey.COMMON, ManifestKey.PAYLOAD_FETCH, ManifestKey.INSTALL, ManifestKey.VALIDATE,
+        ManifestKey.COMMON, ManifestKey.VALIDATE, ManifestKey.LOAD, ManifestKey.INVOKE,
+    ]
+
+
+def test_check_content_is_constant_time_it_reads_every_chunk_after_a_first_byte_mismatch() -> None:
+    """§8.4.9.3 "MUST be constant time: no early exits": a difference in the first byte still
+    reads and compares the whole component."""
+    from suitkit.device.processor import ProcessorLimits
+
+    content = bytes(range(256)) * 8
+    device = memory_device()
+    device.components_[C0].content = bytearray(b"\xff" + content[1:])
+    chunks: list[int] = []
+    original = device.read
+
+    def counting_read(component: tuple[bytes, ...], chunk_size: int) -> Any:
+        for chunk in original(component, chunk_size):
+            chunks.append(len(chunk))
+            yield chunk
+
+    device.read = counting_read  # type: ignore[method-assign]
+    env = explicit(install=[
+        {"override-parameters": {"content": f"h'{content.hex()}'"}},
+        {"check-content": 15},
+    ])
+    result = Processor(device, limits=ProcessorLimits(chunk_size=64)).run(env, Procedure.UPDATE)
+    assert isinstance(result.error, ConditionFailedError)
+    assert sum(chunks) == len(content) and len(chunks) == len(content) // 64
+
+
+def test_file_uri_is_fetched_and_a_remote_file_host_is_refused(tmp_path: Any) -> None:
+    from suitkit.device.fetch import FileFetcher
+
+    path = tmp_path / "fw.bin"
+    path.write_bytes(IMG)
+    fetcher = FileFetcher(chunk_size=100)
+    assert b"".join(fetcher.fetch(path.as_uri())) == IMG
+    with pytest.raises(OperationFailedError, match="remote host"):
+        list(fetcher.fetch("file://elsewhere.example/fw.bin"))
+    with pytest.raises(OperationFailedError, match="does not exist"):
+        list(fetcher.fetch((tmp_path / "missing.bin").as_uri()))
+    with pytest.raises(OperationFailedError, match="more than the 10 accepted"):
+        list(fetcher.fetch(path.as_uri(), limit=10))  # the size is known: refused up front
+    device = memory_device()
+    device.fetcher = fetcher
+    env = explicit(install=[
+        {"override-parameters": {"uri": path.as_uri(), "digest": sha(IMG), "size": len(IMG)}},
+        {"fetch": 2},
+        {"image-match": 15},
+    ])
+    assert Processor(device).run(env, Procedure.UPDATE).ok
+    assert bytes(device.components_[C0].content or b"") == IMG
+
+
+def test_the_processor_imports_no_io_module() -> None:
+    """Issue item 3: the processor holds no I/O of its own (everything goes through the
+    Platform protocols); importing it pulls in no HTTP client, socket or file system code of
+    the device side."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, suitkit.device.processor as p; "
+        "bad = [m for m in ('httpx', 'socket', 'suitkit.device.fetch', 'suitkit.device.simulated',"
+        " 'suitkit.device.http_fetch') if m in sys.modules]; print(bad)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

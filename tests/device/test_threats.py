@@ -1,5 +1,33 @@
 """RFC 9124 threats (rfc9124-checklist.csv): each attack is rejected and nothing is written
-(no component content, no sequence number, no invocation)."""
+(no component content, no sequence number, no invocation); on the simulated device, no file
+changes but the signed report, which names the reason.
+
+Threats a device processor answers, and where:
+
+========================= ==========================================================================
+THREAT.IMG.EXPIRED        here (sequence number, processor and device)
+THREAT.IMG.INCOMPATIBLE   here (vendor/class conditions, processor and device)
+THREAT.IMG.FORMAT         here (a payload-format element it does not implement is refused)
+THREAT.IMG.LOCATION       here (components the device does not have)
+THREAT.NET.REDIRECT       test_http.py (redirects are not followed) and here (digest)
+THREAT.NET.ONPATH         test_http.py (tampered in transit) and test_report.py (signed reports)
+THREAT.IMG.REPLACE        here (image-match before invoke) and test_simulated.py (bootloader)
+THREAT.IMG.NON_AUTH       here (signature, payload digest; processor and device)
+THREAT.UPD.WRONG_PRECURSOR here (a precursor image-match condition runs before any directive)
+THREAT.UPD.UNAPPROVED     here (signed by a key that is not a trust anchor)
+THREAT.MFST.OVERRIDE      here (intermediary payloads, soft-failure)
+THREAT.IMG.EXTRA          here (image-size, whole-image digest)
+THREAT.MFST.MODIFICATION  here (manifest, severed member; processor and device)
+THREAT.MFST.TOCTOU        here (immutable model, severed members re-checked at use)
+========================= ==========================================================================
+
+Not answered by the processor, hence no test here: THREAT.IMG.EXPIRED.OFFLINE needs an
+expiration time (use-before, draft-ietf-suit-update-management), which this core processor does
+not implement (a manifest using it is command-unsupported, tested in test_semantics.py);
+THREAT.IMG.DISCLOSURE and THREAT.MFST.EXPOSURE need payload/manifest encryption, which the
+device side does not implement (THREAT.IMG.FORMAT's test shows an encrypted payload is refused,
+not misinterpreted); THREAT.KEY.EXPOSURE concerns how keys are stored, outside the processor.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +36,7 @@ from pathlib import Path
 
 import pytest
 
-from suitkit.author.builder import envelope_for
+from suitkit.author.builder import build_from_description, envelope_for
 from suitkit.device.events import Procedure
 from suitkit.device.memory import MemoryPlatform
 from suitkit.device.processor import Processor, authenticated_envelope
@@ -17,14 +45,17 @@ from suitkit.errors import (
     ComponentUnsupportedError,
     ConditionFailedError,
     OperationFailedError,
+    ParameterUnsupportedError,
     RollbackError,
     SeveringUnsupportedError,
 )
 from suitkit.format import cbor
+from suitkit.format.codepoints import ReportReason
 from suitkit.format.commands import CommandSequence
 from suitkit.format.envelope import Envelope
 
-from .conftest import C0, C1, EXAMPLE_PUB, VENDOR, explicit, memory_device, sha, sign
+from .conftest import C0, C1, CLASS, EXAMPLE_PUB, VENDOR, explicit, memory_device, sha, sign
+from .devices import ab_manifest, booted_image, image, new_device, open_device, snapshot
 
 IMG = b"genuine firmware " * 200
 URI = "http://example.com/fw.bin"
@@ -212,3 +243,154 @@ def test_signed_update_through_update_bytes_succeeds(tmp_path: Path) -> None:
     env = envelope_for(_install().manifest)
     Processor(device).update_bytes(sign(env), [CoseKey.load(EXAMPLE_PUB)])
     assert device.sequence_numbers == {"root": 3}
+
+
+def test_THREAT_IMG_FORMAT_payload_format_the_device_does_not_implement_is_refused() -> None:
+    """§4.2.4 / REQ.SEC.AUTH.IMG_TYPE: a payload described by an element this processor does not
+    implement (here encryption-info, firmware-encryption §5) is refused as parameter-unsupported
+    before anything runs, rather than stored and run as if it were a plain image."""
+    env = explicit(install=[
+        {"override-parameters": {"uri": URI, "encryption-info": "h'd8608443a10101a1054c'"}},
+        {"fetch": 2},
+    ])
+    device = memory_device({URI: IMG})
+    result = Processor(device).run(env, Procedure.UPDATE)
+    assert isinstance(result.error, ParameterUnsupportedError)
+    assert result.events == () and device.writes == 0
+    _nothing_written(device)
+
+
+def test_THREAT_UPD_WRONG_PRECURSOR_precursor_condition_fails_before_anything_is_written() -> None:
+    """§4.2.10 / REQ.SEC.AUTH.PRECURSOR: the manifest requires a precursor image (image-match on
+    the component holding it) before installing; on a device with another precursor the
+    condition fails and the install never writes."""
+    precursor = b"precursor v1" * 50
+    env = explicit(
+        components=2,
+        install=[
+            {"set-component-index": 1},
+            {"override-parameters": {"digest": sha(precursor), "size": len(precursor)}},
+            {"image-match": 15},
+            {"set-component-index": 0},
+            {"override-parameters": {"uri": URI, "digest": sha(IMG), "size": len(IMG)}},
+            {"fetch": 2},
+        ],
+    )
+    device = memory_device({URI: IMG})
+    device.components_[C1].content = bytearray(b"precursor v0" * 50)
+    result = Processor(device).run(env, Procedure.UPDATE)
+    assert isinstance(result.error, ConditionFailedError)
+    assert result.error.component_index == 1
+    assert device.writes == 0 and device.components_[C0].content is None
+    _nothing_written(device)
+    device.components_[C1].content = bytearray(precursor)  # the right precursor: it installs
+    assert Processor(device).run(env, Procedure.UPDATE).ok
+
+
+# --- the same attacks on the simulated device: nothing but the report changes ------------------
+
+OLD_IMG = image(b"installed ", 5000)
+
+
+def _installed_device(tmp_path: Path) -> Path:
+    d = tmp_path / "dev"
+    new_device(d)
+    assert open_device(d, OLD_IMG).update(sign(ab_manifest(5, OLD_IMG))).ok
+    assert open_device(d).boot().ok
+    return d
+
+
+def _rejected_with_nothing_written(d: Path, data: bytes, reason: ReportReason) -> None:
+    """Update ``data``: it fails with ``reason``, no file changes but a new signed report
+    naming that reason, and the device boots the image it had."""
+    from suitkit.cose import CoseKey
+    from suitkit.device.report import verify_report
+
+    before = snapshot(d)
+    dev = open_device(d, IMG)
+    result = dev.update(data)
+    assert result.error is not None and result.error.reason is reason, result.error
+    assert snapshot(d) == before
+    assert len(dev.reports) == 1
+    report = verify_report(dev.reports[0].read_bytes(), [CoseKey.load(d / "device-key.pub.pem")])
+    assert report.result is not None and report.result.reason is reason
+    dev = open_device(d)
+    assert dev.boot().ok and booted_image(dev) == OLD_IMG
+
+
+def test_THREAT_IMG_NON_AUTH_device_rejects_an_unsigned_envelope_and_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    """§4.2.9: the device refuses an envelope without a signature by a trust anchor; the report
+    of that run carries reason unauthorised."""
+    d = _installed_device(tmp_path)
+    _rejected_with_nothing_written(d, ab_manifest(6, IMG).encode(), ReportReason.UNAUTHORISED)
+
+
+def test_THREAT_UPD_UNAPPROVED_envelope_signed_by_an_untrusted_key_is_rejected(
+    tmp_path: Path,
+) -> None:
+    """§4.2.11 / REQ.SEC.RIGHTS: a well-signed manifest from a party the device does not trust
+    (its key is not a trust anchor) is unauthorised: nothing is written."""
+    from suitkit.cose import CoseKey
+    from suitkit.format.codepoints import CoseAlgorithm
+
+    d = _installed_device(tmp_path)
+    other = tmp_path / "other.pem"
+    other.write_bytes(CoseKey.generate(CoseAlgorithm.ES256).to_pem(private=True))
+    _rejected_with_nothing_written(
+        d, sign(ab_manifest(6, IMG), other), ReportReason.UNAUTHORISED
+    )
+
+
+def test_THREAT_MFST_MODIFICATION_device_rejects_a_modified_manifest_and_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    d = _installed_device(tmp_path)
+    data = bytearray(sign(ab_manifest(6, IMG)))
+    i = data.find(b"example.com")
+    data[i] ^= 0x01
+    _rejected_with_nothing_written(d, bytes(data), ReportReason.UNAUTHORISED)
+
+
+def test_THREAT_IMG_EXPIRED_device_refuses_an_older_manifest_and_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    d = _installed_device(tmp_path)
+    _rejected_with_nothing_written(
+        d, sign(ab_manifest(4, IMG)), ReportReason.CONDITION_FAILED
+    )
+
+
+def test_THREAT_IMG_INCOMPATIBLE_device_refuses_another_vendor_and_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    d = _installed_device(tmp_path)
+    env = build_from_description({
+        "sequence-number": 6,
+        "components": [{
+            "id": ["h'00'"], "vendor-id": "00000000-0000-0000-0000-0000000000ee",
+            "class-id": CLASS, "digest": sha(IMG), "size": len(IMG),
+            "uri": "http://example.com/firmware.bin",
+        }],
+    })
+    _rejected_with_nothing_written(d, sign(env), ReportReason.CONDITION_FAILED)
+
+
+def test_THREAT_IMG_LOCATION_device_refuses_a_component_it_does_not_have(
+    tmp_path: Path,
+) -> None:
+    """§4.2.5: a signed manifest that installs into component [h'07'], which the device lacks,
+    is component-unsupported before anything runs."""
+    d = _installed_device(tmp_path)
+    env = build_from_description({
+        "sequence-number": 6,
+        "components": [["h'07'"]],
+        "shared-sequence": [
+            {"override-parameters": {"vendor-id": VENDOR, "class-id": CLASS}},
+            {"vendor-identifier": 15},
+            {"class-identifier": 15},
+        ],
+        "install": [{"override-parameters": {"uri": URI}}, {"fetch": 2}],
+    })
+    _rejected_with_nothing_written(d, sign(env), ReportReason.COMPONENT_UNSUPPORTED)

@@ -1,7 +1,10 @@
 """``suitkit device ...`` (a simulated device in a directory) and ``suitkit report ...``.
 
 Exit status: 0 success, 1 the manifest/report was rejected or the run failed, 2 usage error.
-Errors are one line on stderr, never a traceback.
+Errors are one line on stderr (``error: <message> (<where>) [<report reason>]``), never a
+traceback. Every run the device makes (an update, also one whose envelope is rejected; each boot
+attempt; each recovery run) leaves a signed SUIT_Report in ``<device>/reports/``, whose path is
+printed.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 import typer
 
 if TYPE_CHECKING:
-    from suitkit.device.events import CommandEvent, RunResult
+    from suitkit.device.events import CommandEvent
     from suitkit.device.simulated import SimulatedDevice
 
 app = typer.Typer(help="A simulated SUIT device in a directory.", no_args_is_help=True)
@@ -27,8 +30,12 @@ ExistingFile = Annotated[Path, typer.Argument(exists=True, dir_okay=False, reada
 DeviceDir = Annotated[Path, typer.Argument(help="The device directory.")]
 
 
+def _one_line(message: str) -> str:
+    return " ".join(message.split())
+
+
 def _fail(message: str, code: int = 1) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(f"error: {_one_line(message)}", err=True)
     raise typer.Exit(code)
 
 
@@ -72,23 +79,10 @@ def _open(directory: Path, fetcher: Any = None) -> SimulatedDevice:
     return _guard(lambda: SimulatedDevice(directory, fetcher=fetcher))
 
 
-def _write_report(dev: SimulatedDevice, result: RunResult) -> Path | None:
-    """Sign the run's SUIT_Report with the device key and store it under reports/."""
-    from suitkit.device.report import build_report, sign_report
-
-    key_path = dev.dir / "device-key.pem"
-    if not key_path.is_file():
-        return None
-    from suitkit.cose import CoseKey
-
-    key = CoseKey.load(key_path)
-    data = sign_report(build_report(result, components=dev.components()), key)
-    out = dev.dir / "reports"
-    out.mkdir(exist_ok=True)
-    n = len(list(out.glob("*.report"))) + 1
-    path = out / f"{n:04d}-{result.procedure.value}.report"
-    path.write_bytes(data)
-    return path
+def _echo_reports(dev: SimulatedDevice) -> None:
+    """Print the reports the device wrote during this command."""
+    for path in dev.reports:
+        typer.echo(f"report: {path}")
 
 
 @app.command("init")
@@ -123,15 +117,10 @@ def init(
 
     def make() -> SimulatedDevice:
         from suitkit.cose import CoseKey
-        from suitkit.format.codepoints import CoseAlgorithm
 
         for p in trust:  # every trust anchor must load as a key
             CoseKey.load(p)
-        dev = SimulatedDevice.init(directory, config, trust)
-        key = CoseKey.generate(CoseAlgorithm.ESP256)
-        (directory / "device-key.pem").write_bytes(key.to_pem(private=True))
-        (directory / "device-key.pub.pem").write_bytes(key.to_pem())
-        return dev
+        return SimulatedDevice.init(directory, config, trust)  # also makes the report key
 
     _guard(make)
     typer.echo(
@@ -156,7 +145,8 @@ def update(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No trace.")] = False,
 ) -> None:
     """Authenticate ENVELOPE with the device's trust anchors and run the Update procedure,
-    printing each command, component, parameters and result."""
+    printing each command, component, parameters and result. A rejected envelope (bad
+    signature, unparsable...) is reported too."""
     from suitkit.device.fetch import FileFetcher, SchemeFetcher
     from suitkit.device.http_fetch import HttpFetcher
     from suitkit.device.trace import summary_line
@@ -176,10 +166,8 @@ def update(
     result = _guard(
         lambda: dev.update(data, severed=members or None, reporter=None if quiet else _Printer())
     )
-    report = _guard(lambda: _write_report(dev, result))
     typer.echo(summary_line(result))
-    if report is not None:
-        typer.echo(f"report: {report}")
+    _echo_reports(dev)
     if not result.ok:
         _fail(str(result.error))
 
@@ -203,14 +191,14 @@ def boot(
         elif attempt.ok:
             typer.echo(f"slot {slot}: booted")
         else:
-            typer.echo(f"slot {slot}: validation failed: {attempt.error}")
-    final = result.result
-    if final is not None:
-        report = _guard(lambda: _write_report(dev, final))
-        if report is not None:
-            typer.echo(f"report: {report}")
+            typer.echo(f"slot {slot}: validation failed: {_one_line(str(attempt.error))}")
+    _echo_reports(dev)
     if not result.ok:
-        _fail("no bootable image")
+        if not result.attempts:
+            _fail("no bootable image (no manifest is installed)")
+        slot, last = result.attempts[-1]
+        error = last if isinstance(last, SuitError) else last.error
+        _fail(f"no bootable image; last attempt, slot {slot}: {error}")
 
 
 @app.command("status")
@@ -218,7 +206,8 @@ def status(
     directory: DeviceDir,
     as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
 ) -> None:
-    """Show the identity, components, slots, sequence numbers and journal of a device."""
+    """Show the identity, components, slots (length and digest of each), boot state, sequence
+    numbers, journal and trust anchors of a device."""
     dev = _open(directory)
     st = dev.status()
     if as_json:
@@ -230,11 +219,12 @@ def status(
     if ident.get("device-id"):
         typer.echo(f"  device-id {ident['device-id']}")
     state = st["state"]
-    for c in st["components"]:
-        for s in range(c["slots"]):
-            length = state["lengths"].get(f"{c['id']}.{s}")
-            content = "empty" if length is None else f"{length} bytes"
-            typer.echo(f"  component [h'{c['id']}'] slot {s}: {content} (of {c['size']})")
+    sizes = {c["id"]: c["size"] for c in st["components"]}
+    for item in st["contents"]:
+        cid, length = item["component"], item["length"]
+        content = "empty" if length is None else f"{length} bytes, {item['digest']}"
+        name = "[" + ", ".join(f"h'{p}'" for p in cid.split("/")) + "]"
+        typer.echo(f"  component {name} slot {item['slot']}: {content} (of {sizes[cid]})")
     boot_state = state["boot"]
     typer.echo(f"  boot: preferred slot {boot_state['preferred']}, active {boot_state['active']}")
     for slot, name in sorted(boot_state["manifests"].items()):

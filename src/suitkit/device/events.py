@@ -85,16 +85,30 @@ class CommandEvent:
 
 @dataclass(frozen=True, slots=True)
 class RunResult:
-    """The outcome of one procedure: every event, the error if it failed, what was invoked."""
+    """The outcome of one procedure: every event, the error if it failed, what was invoked.
+
+    A run whose envelope was rejected before any command ran (authentication, parsing) is a
+    run too (:meth:`rejected`): it has no events, and ``manifest_digest`` is the digest the
+    envelope's SUIT_Authentication claims when it could be read at all (None otherwise);
+    ``reference_uri`` and ``sequence_number`` are None since an unauthenticated manifest is
+    never parsed (manifest §6.2).
+    """
 
     procedure: Procedure
-    manifest_digest: Digest
+    manifest_digest: Digest | None
     reference_uri: str | None
-    sequence_number: int
+    sequence_number: int | None
     components: tuple[ComponentIdentifier, ...]
     events: tuple[CommandEvent, ...]
     error: SuitError | None = None
     invoked: tuple[ComponentIdentifier, ...] = ()
+
+    @classmethod
+    def rejected(
+        cls, procedure: Procedure, error: SuitError, manifest_digest: Digest | None = None
+    ) -> RunResult:
+        """The result of a run that stopped before the manifest could be processed."""
+        return cls(procedure, manifest_digest, None, None, (), (), error)
 
     @property
     def ok(self) -> bool:

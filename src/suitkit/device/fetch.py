@@ -1,10 +1,13 @@
 """Fetchers: a URI becomes an iterator of byte chunks (style anchor 7).
 
 Adapters implement :meth:`FetcherBase._fetch`; the public :meth:`FetcherBase.fetch` enforces the
-invariants for every adapter: at most ``max_size`` bytes are delivered (the first chunk past the
-limit raises, before it reaches the caller), and any exception that is not a
-:class:`~suitkit.errors.SuitError` becomes an :class:`~suitkit.errors.OperationFailedError`
-(report reason operation-failed) that names the URI.
+invariants for every adapter: at most ``limit`` bytes are delivered (the smaller of the fetcher's
+``max_size`` and the limit the caller passes: the processor passes image-size or the component's
+size), the first chunk past the limit raises before it reaches the caller, and any exception
+that is not a :class:`~suitkit.errors.SuitError` becomes an
+:class:`~suitkit.errors.OperationFailedError` (report reason operation-failed) that names the URI.
+Adapters receive the limit too, so that one that knows the length up front (HTTP Content-Length)
+refuses a payload that is too large before delivering its first byte.
 
 HTTP lives in :mod:`suitkit.device.http_fetch` so that nothing here imports an HTTP client.
 """
@@ -32,14 +35,17 @@ class FetcherBase:
         self.max_size = max_size
         self.chunk_size = chunk_size
 
-    def fetch(self, uri: str, arguments: bytes | None = None) -> Iterator[bytes]:
+    def fetch(
+        self, uri: str, arguments: bytes | None = None, *, limit: int | None = None
+    ) -> Iterator[bytes]:
+        cap = self.max_size if limit is None else min(limit, self.max_size)
         total = 0
         try:
-            for chunk in self._fetch(uri, arguments):
+            for chunk in self._fetch(uri, arguments, cap):
                 total += len(chunk)
-                if total > self.max_size:
+                if total > cap:
                     raise OperationFailedError(
-                        f"payload at {uri} is larger than the fetch limit of {self.max_size} bytes"
+                        f"payload at {uri} is larger than {cap} bytes: refused at byte {cap + 1}"
                     )
                 if chunk:
                     yield chunk
@@ -50,7 +56,8 @@ class FetcherBase:
                 f"fetching {uri} failed: {type(exc).__name__}: {exc}"
             ) from exc
 
-    def _fetch(self, uri: str, arguments: bytes | None) -> Iterator[bytes]:
+    def _fetch(self, uri: str, arguments: bytes | None, limit: int) -> Iterator[bytes]:
+        """The payload at ``uri`` in chunks; ``limit`` is the most bytes the caller accepts."""
         raise NotImplementedError
 
 
@@ -78,7 +85,7 @@ class FileFetcher(FetcherBase):
     def handles(self, uri: str) -> bool:
         return uri in self.mapping or (self.allow_file_scheme and urlsplit(uri).scheme == "file")
 
-    def _fetch(self, uri: str, arguments: bytes | None) -> Iterator[bytes]:
+    def _fetch(self, uri: str, arguments: bytes | None, limit: int) -> Iterator[bytes]:
         path = self.mapping.get(uri)
         if path is None:
             parts = urlsplit(uri)
@@ -89,6 +96,11 @@ class FileFetcher(FetcherBase):
             path = Path(unquote(parts.path))
         if not path.is_file():
             raise OperationFailedError(f"payload file for {uri} does not exist: {path}")
+        size = path.stat().st_size
+        if size > limit:  # known up front: refused before the first byte is delivered
+            raise OperationFailedError(
+                f"payload at {uri} is {size} bytes, more than the {limit} accepted"
+            )
         return read_file_chunks(path, self.chunk_size)
 
 
@@ -106,7 +118,7 @@ class MemoryFetcher(FetcherBase):
         self.payloads = dict(payloads or {})
         self.requests: list[tuple[str, bytes | None]] = []
 
-    def _fetch(self, uri: str, arguments: bytes | None) -> Iterator[bytes]:
+    def _fetch(self, uri: str, arguments: bytes | None, limit: int) -> Iterator[bytes]:
         self.requests.append((uri, arguments))
         data = self.payloads.get(uri)
         if data is None:
@@ -130,10 +142,10 @@ class SchemeFetcher(FetcherBase):
         self.files = files
         self.http = http
 
-    def _fetch(self, uri: str, arguments: bytes | None) -> Iterator[bytes]:
+    def _fetch(self, uri: str, arguments: bytes | None, limit: int) -> Iterator[bytes]:
         if self.files.handles(uri):
-            return self.files.fetch(uri, arguments)
+            return self.files.fetch(uri, arguments, limit=limit)
         scheme = urlsplit(uri).scheme
         if scheme in ("http", "https") and self.http is not None:
-            return self.http.fetch(uri, arguments)
+            return self.http.fetch(uri, arguments, limit=limit)
         raise OperationFailedError(f"no fetcher for {uri!r} (scheme {scheme or 'none'!r})")

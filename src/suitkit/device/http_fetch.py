@@ -16,7 +16,11 @@ from suitkit.errors import OperationFailedError
 
 
 class HttpFetcher(FetcherBase):
-    """GET the URI; a Content-Length above the limit is refused before the body is read."""
+    """GET the URI (redirects are not followed: the signed manifest names the payload's
+    location, RFC 9124 REQ.SEC.AUTH.REMOTE_LOC); a Content-Length above the limit is refused
+    before the body is read; a response cut short (fewer bytes than its Content-Length) is an
+    operation-failed error raised by httpx's framing check, after which the processor aborts
+    the component's writer."""
 
     def __init__(
         self,
@@ -30,17 +34,17 @@ class HttpFetcher(FetcherBase):
         self._client = client
         self.timeout = timeout
 
-    def _fetch(self, uri: str, arguments: bytes | None) -> Iterator[bytes]:
+    def _fetch(self, uri: str, arguments: bytes | None, limit: int) -> Iterator[bytes]:
         client = self._client or httpx.Client(timeout=self.timeout, follow_redirects=False)
         try:
             with client.stream("GET", uri) as response:
                 if response.status_code != 200:
                     raise OperationFailedError(f"GET {uri} answered {response.status_code}")
                 length = response.headers.get("content-length")
-                if length is not None and length.isdigit() and int(length) > self.max_size:
+                if length is not None and length.isdigit() and int(length) > limit:
                     raise OperationFailedError(
-                        f"payload at {uri} announces {length} bytes, "
-                        f"more than the limit of {self.max_size}"
+                        f"payload at {uri} announces {length} bytes, more than the {limit} "
+                        "accepted: refused before the first byte"
                     )
                 yield from response.iter_bytes(self.chunk_size)
         finally:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from suitkit.device.events import Procedure
 from suitkit.device.fetch import FetcherBase, MemoryFetcher
-from suitkit.device.platform import DeviceIdentity
+from suitkit.device.platform import DeviceIdentity, Platform
 from suitkit.errors import OperationFailedError
 from suitkit.format.manifest import ComponentIdentifier
 
@@ -129,8 +129,10 @@ class MemoryPlatform:
         ca.content, cb.content = cb.content, ca.content
 
     # fetch, invoke
-    def fetch(self, uri: str, arguments: bytes | None = None) -> Iterator[bytes]:
-        return self.fetcher.fetch(uri, arguments)
+    def fetch(
+        self, uri: str, arguments: bytes | None = None, *, limit: int | None = None
+    ) -> Iterator[bytes]:
+        return self.fetcher.fetch(uri, arguments, limit=limit)
 
     def invoke(self, component: ComponentIdentifier, arguments: bytes | None) -> None:
         self.invocations.append((component, arguments))
@@ -158,3 +160,9 @@ class MemoryPlatform:
         parameters: Mapping[int, Any],
     ) -> None:
         self.custom[code](argument, component, parameters)
+
+
+if TYPE_CHECKING:  # mypy checks here that MemoryPlatform implements every Platform method
+
+    def _is_a_platform(p: MemoryPlatform) -> Platform:
+        return p

@@ -98,9 +98,17 @@ class ComponentStorage(Protocol):
 
 
 class Fetcher(Protocol):
-    """A payload as an iterator of byte chunks (see :class:`~suitkit.device.fetch.FetcherBase`)."""
+    """A payload as an iterator of byte chunks (see :class:`~suitkit.device.fetch.FetcherBase`).
 
-    def fetch(self, uri: str, arguments: bytes | None = None) -> Iterator[bytes]: ...
+    ``limit`` is the most bytes the processor accepts (image-size, or the component's size): a
+    fetcher that knows the payload's length before its first byte (a Content-Length, a file
+    size) refuses a longer one at once, so the component is not even erased. The processor
+    counts the bytes itself as well and refuses the first byte past the limit.
+    """
+
+    def fetch(
+        self, uri: str, arguments: bytes | None = None, *, limit: int | None = None
+    ) -> Iterator[bytes]: ...
 
 
 class Invoker(Protocol):

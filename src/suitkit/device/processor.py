@@ -2,16 +2,20 @@
 
 Pure logic over a :class:`~suitkit.device.platform.Platform`: it opens no file and no socket and
 reads no clock. It takes an *authenticated* envelope (:meth:`Processor.update`,
-:meth:`Processor.invoke`); the one entry point for bytes, :meth:`Processor.update_bytes`,
-authenticates first (§6.2: "verify the signature of the manifest prior to parsing/executing any
-section").
+:meth:`Processor.invoke`, :meth:`Processor.run`); the entry points for bytes,
+:meth:`Processor.run_bytes` and :meth:`Processor.update_bytes`, authenticate first (§6.2: "verify
+the signature of the manifest prior to parsing/executing any section"). ``run_bytes`` turns an
+envelope that does not authenticate (or parse) into a rejected run with its report reason, so
+that every run, this one included, can be reported (draft-ietf-suit-report §4).
 
 Before any command runs (§6.1, §6.2): the manifest version must be 1; the sequence number must
 not be lower than the one stored for that manifest (equal is allowed: a repeated update); the
 manifest may not list more components than the device has, nor a component the device does not
 have; each command sequence of a multi-component manifest begins with set-component-index; every
-needed severed member is present; and every command and parameter in the sequences to run is one
-this processor implements (so an unsupported element is refused before anything is written).
+needed severed member is present and matches its digest; and every command, parameter and
+image-digest algorithm in the sequences to run is one this processor implements (so an unsupported
+element is refused, with the report reason of draft-ietf-suit-report §4.2, before anything is
+written).
 
 Then the abstract machine of §6.4-§6.7 runs: per-component parameters; component index integer,
 list or true (§6.5); soft-failure scoped to its command sequence (§8.4.8.14); strict-order with
@@ -35,6 +39,7 @@ from suitkit.device.events import CommandEvent, Procedure, RunResult
 from suitkit.device.layout import command_offsets, nested_offsets
 from suitkit.device.platform import Platform, Reporter
 from suitkit.errors import (
+    AlgorithmUnsupportedError,
     CommandUnsupportedError,
     ComponentUnsupportedError,
     ConditionFailedError,
@@ -79,6 +84,7 @@ __all__ = [
     "Processor",
     "ProcessorLimits",
     "authenticated_envelope",
+    "claimed_digest",
     "manifest_key",
 ]
 
@@ -192,6 +198,19 @@ def authenticated_envelope(
     return replace(env, severable={**env.severable, **extra})
 
 
+def claimed_digest(data: bytes) -> Digest | None:
+    """The manifest digest an envelope's SUIT_Authentication claims (its element 0), or None
+    when the envelope cannot be read that far. Used to name the manifest in the report of a
+    run whose envelope was rejected (report §4: the digest "exactly as reported in
+    SUIT_Authentication, element 0"); nothing of the manifest itself is parsed."""
+    from suitkit.format.envelope import decode_outer
+
+    try:
+        return decode_outer(data).authentication.digest
+    except SuitError:
+        return None
+
+
 def manifest_key(manifest: Manifest) -> str:
     """The name under which a manifest's sequence number is stored.
 
@@ -287,10 +306,30 @@ class Processor:
         data: bytes,
         trusted_keys: Iterable[CoseKey],
         *,
-        severed: Mapping[int, bytes] | None = None,
+        severed: Mapping[int, bytes] | Iterable[bytes] | None = None,
     ) -> RunResult:
-        """Authenticate ``data`` against ``trusted_keys``, then run the Update procedure."""
-        return self.update(authenticated_envelope(data, trusted_keys, severed=severed))
+        """Authenticate ``data`` against ``trusted_keys``, then run the Update procedure;
+        raise on failure."""
+        return self.run_bytes(data, trusted_keys, Procedure.UPDATE, severed=severed).check()
+
+    def run_bytes(
+        self,
+        data: bytes,
+        trusted_keys: Iterable[CoseKey],
+        procedure: Procedure = Procedure.UPDATE,
+        *,
+        severed: Mapping[int, bytes] | Iterable[bytes] | None = None,
+    ) -> RunResult:
+        """Authenticate ``data`` (§6.2: before anything of the manifest is parsed), then run
+        ``procedure``. Never raises a SuitError: an envelope that does not authenticate, or
+        whose manifest does not parse, is a rejected run (:meth:`RunResult.rejected`) that
+        carries the failure reason (unauthorised, cbor-parse, cose-unsupported...) and the
+        claimed manifest digest when there is one, so that it too can be reported."""
+        try:
+            envelope = authenticated_envelope(data, trusted_keys, severed=severed)
+        except SuitError as exc:
+            return RunResult.rejected(procedure, exc, claimed_digest(data))
+        return self.run(envelope, procedure)
 
     def run(
         self,
@@ -429,10 +468,22 @@ class Processor:
                 offset=offset,
             )
         if isinstance(cmd, OverrideParameters | SetParameters):
-            for code in cmd.parameters:
+            for code, value in cmd.parameters.items():
                 if code >= 0 and code not in SUPPORTED_PARAMETERS:
                     raise ParameterUnsupportedError(
                         f"parameter {Parameter.name_of(code) or code} is not supported",
+                        section=section,
+                        offset=offset,
+                    )
+                if (
+                    code == Parameter.IMAGE_DIGEST
+                    and isinstance(value, Digest)
+                    and not value.is_supported
+                ):
+                    # refused here, not at the image-match after the payload was written
+                    raise AlgorithmUnsupportedError(
+                        f"image-digest uses digest algorithm {value.algorithm_name}, which this "
+                        "processor does not implement",
                         section=section,
                         offset=offset,
                     )
@@ -753,14 +804,12 @@ class _Machine:
 
     # --- streaming store (fetch, copy, write) ---
 
-    def _store(
-        self, ci: int, chunks: Iterable[bytes | memoryview], what: str, measured: dict[int, Any]
-    ) -> None:
+    def _bounds(self, ci: int) -> tuple[int, int | None]:
+        """(the most bytes a store into component ``ci`` accepts, image-size if set); an
+        image-size larger than the component is refused here, before anything is written."""
         cid = self.components[ci]
-        params = self.params[ci]
-        capacity = self.platform.capacity(cid)
-        limit = min(capacity, self.limits.max_payload)
-        size = params.get(Parameter.IMAGE_SIZE)
+        limit = min(self.platform.capacity(cid), self.limits.max_payload)
+        size = self.params[ci].get(Parameter.IMAGE_SIZE)
         if size is not None:
             if size > limit:
                 raise OperationFailedError(
@@ -768,7 +817,19 @@ class _Machine:
                     f"({limit} bytes): refused before writing"
                 )
             limit = size
-        digest = params.get(Parameter.IMAGE_DIGEST)
+        return limit, size
+
+    def _store(
+        self,
+        ci: int,
+        chunks: Iterable[bytes | memoryview],
+        what: str,
+        measured: dict[int, Any],
+        bounds: tuple[int, int | None] | None = None,
+    ) -> None:
+        cid = self.components[ci]
+        limit, size = bounds if bounds is not None else self._bounds(ci)
+        digest = self.params[ci].get(Parameter.IMAGE_DIGEST)
         alg = (
             digest.algorithm
             if isinstance(digest, Digest) and digest.is_supported
@@ -909,6 +970,7 @@ def _fetch(m: _Machine, ci: int, cmd: PolicyCommand, measured: dict[int, Any]) -
     if uri is None:
         raise OperationFailedError("fetch: uri is not set")
     m._target(ci)
+    bounds = m._bounds(ci)
     integrated = m.envelope.integrated_payloads.get(uri)
     chunks: Iterable[bytes | memoryview]
     if integrated is not None:  # §7.5: integrated payloads, and pre-fetched ones keyed by URI
@@ -916,8 +978,10 @@ def _fetch(m: _Machine, ci: int, cmd: PolicyCommand, measured: dict[int, Any]) -
     elif uri.startswith("#"):
         raise OperationFailedError(f"integrated payload {uri} is not in the envelope")
     else:
-        chunks = m.platform.fetch(uri, params.get(Parameter.FETCH_ARGUMENTS))
-    m._store(ci, chunks, uri, measured)
+        # the fetcher learns the limit: one that knows the length up front (Content-Length)
+        # refuses a longer payload before the component is erased
+        chunks = m.platform.fetch(uri, params.get(Parameter.FETCH_ARGUMENTS), limit=bounds[0])
+    m._store(ci, chunks, uri, measured, bounds)
 
 
 def _copy(m: _Machine, ci: int, cmd: PolicyCommand, measured: dict[int, Any]) -> None:

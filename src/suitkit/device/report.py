@@ -4,13 +4,29 @@
 
 - ``suit-reference`` (99): the manifest's reference URI (empty text when it has none) and its
   digest, "exactly as reported in SUIT_Authentication, element 0" (§4);
-- ``suit-report-records`` (3): one SUIT_Record per command event whose reporting policy asks for
-  it (manifest §8.4.10: record-on-success / record-on-failure), with the measured system values
-  as properties when the matching sysinfo bit is set;
+- ``suit-report-records`` (3): for each command event (one per component, manifest §8.4.10),
+  as its reporting policy asks:
+
+  * record-on-success / record-on-failure: a SUIT_Record ``[manifest-id, section, offset,
+    component-index, properties]`` (§3); the properties of a failure record are the measured
+    values that led to the failure (§3: "any measured properties that led to the command
+    failure", e.g. the actual image digest); a success record has none;
+  * sysinfo-success / sysinfo-failure: a system-property-claims map ``{0: component-id,
+    + SUIT_Parameters}`` (§4, §4.1) with the system information the command consumed (the
+    device's vendor and class ids, the component's slot, the digest and size of its content,
+    or of what a fetch/copy/write stored); none when the command measured nothing;
+
 - ``suit-report-result`` (4): ``true``, or the reason code (§4.2), an internal code and the
-  record of the failing command;
+  record of the failing command. A run rejected before any command ran (authentication,
+  parsing, version, sequence number) has no command to point at: its result record names the
+  manifest element that failed (e.g. suit-manifest-sequence-number, 2) or section 0 when the
+  envelope itself was rejected;
 - ``suit-report-capability-report`` (8): the components, commands, parameters and algorithms
   this processor supports (§5).
+
+The reference of a run whose envelope was not authenticated has the empty URI (the manifest is
+never parsed, manifest §6.2) and the digest the envelope's SUIT_Authentication claims; when not
+even that could be read, the digest is :data:`UNKNOWN_DIGEST` (SHA-256 with an empty value).
 
 :func:`sign_report` wraps the encoded report in a COSE_Sign1 (§7, tag 18, payload embedded);
 :func:`verify_report` checks it and parses the report back.
@@ -24,7 +40,7 @@ from typing import Any
 
 from suitkit.device.events import CommandEvent, RunResult
 from suitkit.device.processor import IMPLEMENTED_COMMANDS, SUPPORTED_PARAMETERS
-from suitkit.errors import DecodeError, SuitError
+from suitkit.errors import AuthenticationError, DecodeError
 from suitkit.format import cbor
 from suitkit.format.codepoints import (
     DIGEST_ALGORITHMS,
@@ -43,9 +59,11 @@ from suitkit.format.parameters import Parameters, encode_value, parameter_name
 
 __all__ = [
     "SIGNATURE_ALGORITHMS",
+    "UNKNOWN_DIGEST",
     "ReportFailure",
     "SuitRecord",
     "SuitReport",
+    "SystemProperties",
     "build_report",
     "capability_report",
     "sign_report",
@@ -54,6 +72,12 @@ __all__ = [
 
 #: Signature algorithms the device verifies manifests with (reported as crypt-algo capabilities).
 SIGNATURE_ALGORITHMS = (CoseAlgorithm.ES256, CoseAlgorithm.ESP256, CoseAlgorithm.EDDSA)
+
+#: The manifest digest of a report whose envelope could not be read far enough to know it.
+UNKNOWN_DIGEST = Digest(CoseAlgorithm.SHA_256, b"")
+
+#: ``system-component-id`` (report §4, CDDL: ``system-component-id = 0``).
+SYSTEM_COMPONENT_ID = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +126,38 @@ class SuitRecord:
         return text
 
 
+@dataclass(frozen=True, slots=True)
+class SystemProperties:
+    """``system-property-claims = {system-component-id => SUIT_Component_Identifier,
+    + SUIT_Parameters}`` (report §4): measured properties of one component."""
+
+    component: ComponentIdentifier
+    properties: Mapping[int, Any]
+
+    def to_cbor(self) -> dict[int, Any]:
+        out: dict[int, Any] = {SYSTEM_COMPONENT_ID: list(self.component)}
+        out.update({k: encode_value(k, v) for k, v in self.properties.items()})
+        return out
+
+    @classmethod
+    def from_cbor(cls, v: Any, path: str) -> SystemProperties:
+        if type(v) is not dict:
+            raise DecodeError("system-property-claims must be a map", path=path)
+        cid = v.get(SYSTEM_COMPONENT_ID)
+        if type(cid) is not list or not all(type(p) is bytes for p in cid):
+            raise DecodeError(
+                "system-component-id (0) must be a SUIT_Component_Identifier", path=path
+            )
+        rest = {k: x for k, x in v.items() if k != SYSTEM_COMPONENT_ID}
+        if not rest:
+            raise DecodeError("system-property-claims holds no property", path=path)
+        return cls(tuple(cid), dict(Parameters.from_cbor(rest, path)))
+
+    def describe(self) -> str:
+        props = ", ".join(f"{parameter_name(k)}={_show(v)}" for k, v in self.properties.items())
+        return f"system properties of {component_id_text(self.component)}: {props}"
+
+
 def _show(v: Any) -> str:
     if isinstance(v, bytes):
         return v.hex()
@@ -121,9 +177,12 @@ class ReportFailure:
 
 @dataclass(frozen=True, slots=True)
 class SuitReport:
+    """A SUIT_Report (§4). ``records`` keeps SUIT_Records and system-property-claims in the
+    order they were produced (§4.1: one merged list)."""
+
     reference_uri: str
     manifest_digest: Digest
-    records: tuple[SuitRecord, ...]
+    records: tuple[SuitRecord | SystemProperties, ...]
     result: ReportFailure | None
     capabilities: Mapping[int, Any] | None = None
     nonce: bytes | None = None
@@ -131,6 +190,15 @@ class SuitReport:
     @property
     def ok(self) -> bool:
         return self.result is None
+
+    @property
+    def suit_records(self) -> tuple[SuitRecord, ...]:
+        return tuple(r for r in self.records if isinstance(r, SuitRecord))
+
+    @property
+    def system_properties(self) -> tuple[SystemProperties, ...]:
+        """The system-property-claims (§4.1: "filter suit-report-records for maps")."""
+        return tuple(r for r in self.records if isinstance(r, SystemProperties))
 
     def to_cbor(self) -> dict[int, Any]:
         out: dict[int, Any] = {
@@ -167,7 +235,10 @@ class SuitReport:
         if type(recs) is not list:
             raise DecodeError("suit-report-records must be an array", path="report/3")
         records = tuple(
-            SuitRecord.from_cbor(r, f"report/3[{i}]") for i, r in enumerate(recs) if type(r) is list
+            SystemProperties.from_cbor(r, f"report/3[{i}]")
+            if type(r) is dict
+            else SuitRecord.from_cbor(r, f"report/3[{i}]")
+            for i, r in enumerate(recs)
         )
         res = v.get(ReportKey.RESULT)
         result: ReportFailure | None
@@ -200,9 +271,10 @@ class SuitReport:
         )
 
     def lines(self) -> list[str]:
+        digest = self.manifest_digest
+        known = f"{digest.algorithm_name}:{digest.value.hex()}" if digest.value else "(unknown)"
         out = [
-            f"manifest: {self.reference_uri or '(no reference URI)'} "
-            f"{self.manifest_digest.algorithm_name}:{self.manifest_digest.value.hex()}",
+            f"manifest: {self.reference_uri or '(no reference URI)'} {known}",
             f"records: {len(self.records)}",
         ]
         out += [f"  {r.describe()}" for r in self.records]
@@ -241,22 +313,43 @@ def _record(ev: CommandEvent, properties: bool) -> SuitRecord:
     )
 
 
+def _claims(ev: CommandEvent, components: Sequence[ComponentIdentifier]) -> SystemProperties | None:
+    ci = ev.component_index
+    if not ev.measured or ci is None or ci >= len(components):
+        return None
+    return SystemProperties(components[ci], dict(ev.measured))
+
+
 def build_report(
     result: RunResult,
     *,
     components: Sequence[ComponentIdentifier] | None = None,
     nonce: bytes | None = None,
 ) -> SuitReport:
-    """The SUIT_Report of one run; records follow the reporting policies (manifest §8.4.10)."""
-    records: list[SuitRecord] = []
+    """The SUIT_Report of one run; records follow the reporting policies (manifest §8.4.10):
+    see the module docstring for what each bit produces."""
+    records: list[SuitRecord | SystemProperties] = []
     for ev in result.events:
         if ev.ok is None or ev.component_index is None:
             continue
         policy = ev.reporting_policy
-        if ev.ok and policy & ReportingPolicy.SEND_RECORD_ON_SUCCESS.mask:
-            records.append(_record(ev, bool(policy & ReportingPolicy.SEND_SYSINFO_SUCCESS.mask)))
-        elif not ev.ok and policy & ReportingPolicy.SEND_RECORD_ON_FAILURE.mask:
-            records.append(_record(ev, bool(policy & ReportingPolicy.SEND_SYSINFO_FAILURE.mask)))
+        if ev.ok:
+            record_bit, sysinfo_bit = (
+                ReportingPolicy.SEND_RECORD_ON_SUCCESS,
+                ReportingPolicy.SEND_SYSINFO_SUCCESS,
+            )
+        else:
+            record_bit, sysinfo_bit = (
+                ReportingPolicy.SEND_RECORD_ON_FAILURE,
+                ReportingPolicy.SEND_SYSINFO_FAILURE,
+            )
+        if policy & record_bit.mask:
+            records.append(_record(ev, properties=not ev.ok))
+        if policy & sysinfo_bit.mask:
+            claims = _claims(ev, result.components)
+            if claims is not None:
+                records.append(claims)
+    comps = components if components is not None else result.components
     failure = None
     if result.error is not None:
         err = result.error
@@ -269,10 +362,11 @@ def build_report(
         failure = ReportFailure(int(err.reason), record, err.reason)
     return SuitReport(
         reference_uri=result.reference_uri or "",
-        manifest_digest=result.manifest_digest,
+        manifest_digest=result.manifest_digest or UNKNOWN_DIGEST,
         records=tuple(records),
         result=failure,
-        capabilities=capability_report(components if components is not None else result.components),
+        # the device's components (default: the manifest's); §5 needs at least one
+        capabilities=capability_report(comps) if comps else None,
         nonce=nonce,
     )
 
@@ -300,7 +394,7 @@ def verify_report(data: bytes, keys: Iterable[Any] | None) -> SuitReport:
             msg.verify(list(keys))
         return SuitReport.decode(msg.payload)
     if keys is not None:
-        raise SuitError("the report is not signed", reason=ReportReason.UNAUTHORISED)
+        raise AuthenticationError("the report is not signed (a COSE_Sign1 was expected)")
     return SuitReport.decode(data)
 
 

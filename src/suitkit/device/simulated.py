@@ -4,15 +4,26 @@ bootloader, and a fault injector that cuts the power after the N-th write.
 Layout of the directory::
 
     device.json          identity, page size, components (id, slots, size)   (written at init)
+    device-key.pem       the device's private key, which signs its SUIT_Reports
+    device-key.pub.pem   its public key (``suitkit report show --key``)
     trust/*.pem          trust anchors: public keys that may sign manifests
-    flash/<id>.<slot>    one file per component slot (page-granular writes)
+    flash/<id>.<slot>    one file per component slot (page-granular erase and program)
     flash/scratch        the scratch page of the journaled swap
     manifests/<sha>.suit envelopes of installed (or being installed) manifests
     state.json           sequence numbers, slot contents, boot slots, the journal
+    reports/NNNN-*.report  one COSE_Sign1-signed SUIT_Report per run (report §7)
 
-Every persistent change (a flash page, a state write) is one *write*: the :class:`FaultInjector`
-counts them and raises :class:`PowerCut` instead of the (N+1)-th. ``state.json`` is written
-atomically (temp file, fsync, rename), so it is always the old or the new state.
+Flash is erased to 0xFF and programmed a page at a time: a page write erases and programs one
+page (the last page of an image is padded with 0xFF); erasing a component marks it empty, then
+erases the pages its content used. Every persistent change (a flash page, a state write, a
+stored envelope) is one *write*: the :class:`FaultInjector` counts them and raises
+:class:`PowerCut` instead of the (N+1)-th. ``state.json`` is written atomically (temp file,
+fsync, rename), so it is always the old or the new state. Reports are a log outside the fault
+model (a real device would queue them in RAM and send them): they are never counted.
+
+Every run produces a report: the Update procedure of an envelope (also one that fails to
+authenticate: its report carries the reason and the manifest digest the envelope claims), each
+Invocation attempt of the bootloader, and each run of the recovery.
 
 Resilience (manifest §6.3): the execution component may have several slots (A/B). An update
 writes the slot the execution component does not boot from; only the final commit (one state
@@ -24,7 +35,13 @@ being installed and the section reached; a swap records its progress page by pag
 scratch page), so the bootloader can finish it. On boot after an interruption the bootloader
 finishes an interrupted swap, or reapplies the install (a copy from the verified staging
 component is repeatable), commits the new manifest if its validation passes, and otherwise
-reverts (swaps back) and boots the old image.
+reverts (swaps back, itself journaled and resumable: ``reverting``) and boots the old image.
+
+The journal is opened lazily, when the first section that may write (payload-fetch, install...)
+begins: a manifest refused by the setup checks or by the shared sequence's conditions writes
+nothing at all. An abandoned update's envelope is deleted; a boot also removes envelopes that
+no slot and no journal references (left by a power cut between storing one and opening the
+journal).
 """
 
 from __future__ import annotations
@@ -43,7 +60,12 @@ from typing import Any
 from suitkit.device.events import Procedure, RunResult
 from suitkit.device.fetch import FetcherBase
 from suitkit.device.platform import DeviceIdentity, Reporter
-from suitkit.device.processor import Processor, ProcessorLimits, authenticated_envelope
+from suitkit.device.processor import (
+    Processor,
+    ProcessorLimits,
+    authenticated_envelope,
+    claimed_digest,
+)
 from suitkit.errors import OperationFailedError, SuitError
 from suitkit.format.codepoints import ManifestKey
 from suitkit.format.envelope import Envelope
@@ -59,6 +81,7 @@ __all__ = [
 ]
 
 DEFAULT_PAGE = 4096
+ERASED = 0xFF
 
 
 class PowerCut(BaseException):
@@ -141,13 +164,14 @@ class BootResult:
         return self.slot is not None
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def _atomic_write(path: Path, data: bytes, durable: bool = True) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -156,7 +180,9 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 
 class _FlashWriter:
-    """Page-granular streamed write into one slot file; the slot was erased when opened."""
+    """Page-granular streamed write into one slot file; the slot is erased when opened (marked
+    empty at once; each page is erased as it is programmed, the old content's remaining pages
+    at commit)."""
 
     def __init__(self, dev: SimulatedDevice, slot_key: str, capacity: int) -> None:
         self._dev = dev
@@ -165,8 +191,9 @@ class _FlashWriter:
         self._buf = bytearray()
         self._pos = 0
         self._fd: int | None = None
+        self._old_length = dev.state["lengths"].get(slot_key) or 0
         dev._set_length(slot_key, None)  # erase: the old content is gone from now on
-        self._fd = os.open(dev.dir / "flash" / slot_key.replace("/", "_"), os.O_RDWR)
+        self._fd = os.open(dev._path(slot_key), os.O_RDWR)
 
     def write(self, chunk: bytes | memoryview) -> None:
         if self._fd is None:
@@ -188,13 +215,17 @@ class _FlashWriter:
     def commit(self) -> None:
         if self._fd is None:
             raise ValueError("writer closed")
-        if self._buf:
+        page = self._dev.config.page_size
+        if self._buf:  # the last page, padded with the erased value
             self._dev.fault.tick()
-            os.pwrite(self._fd, self._buf, self._pos)
+            padded = bytes(self._buf).ljust(page, bytes([ERASED]))
+            os.pwrite(self._fd, padded[: self._capacity - self._pos], self._pos)
             self._pos += len(self._buf)
             self._buf.clear()
-        os.fsync(self._fd)
+        self._dev._sync(self._fd)
         self._close()
+        used = -(-self._pos // page) * page
+        self._dev._erase_pages(self._slot_key, used, self._old_length)
         self._dev._set_length(self._slot_key, self._pos)
 
     def abort(self) -> None:
@@ -216,8 +247,13 @@ class SimulatedDevice:
         fetcher: FetcherBase | None = None,
         fault: FaultInjector | None = None,
         limits: ProcessorLimits | None = None,
+        durable: bool = True,
     ) -> None:
+        """Open the device in ``directory``. ``durable=False`` skips the fsync calls (for the
+        power-fail sweeps: their power cuts are simulated, so the order of writes is all that
+        matters, and it does not change)."""
         self.dir = Path(directory)
+        self.durable = durable
         cfg_path = self.dir / "device.json"
         try:
             self.config = DeviceConfig.from_json(json.loads(cfg_path.read_text()))
@@ -232,6 +268,9 @@ class SimulatedDevice:
         self.boot_component = boot.id
         self.view: dict[ComponentIdentifier, int] = {}
         self.invocations: list[tuple[ComponentIdentifier, int, bytes | None]] = []
+        #: The reports written since this object was created, oldest first.
+        self.reports: list[Path] = []
+        self._pending: tuple[bytes, int] | None = None
 
     # --- creation ---
 
@@ -241,23 +280,32 @@ class SimulatedDevice:
         directory: Path | str,
         config: DeviceConfig,
         trust: Iterable[Path] = (),
+        *,
+        device_key: Any = None,
     ) -> SimulatedDevice:
+        """Create a device directory: erased flash, the trust anchors, an empty state and the
+        device key that signs reports (``device_key``, a private CoseKey; generated, ESP256,
+        when not given)."""
+        from suitkit.cose.keys import CoseKey
+        from suitkit.format.codepoints import CoseAlgorithm
+
         d = Path(directory)
         if (d / "device.json").exists():
             raise OperationFailedError(f"{d} already holds a device")
-        for sub in ("flash", "manifests", "trust"):
+        for sub in ("flash", "manifests", "trust", "reports"):
             (d / sub).mkdir(parents=True, exist_ok=True)
         lengths: dict[str, int | None] = {}
         for c in config.components:
             for s in range(c.slots):
                 key = f"{cid_key(c.id)}.{s}"
-                with (d / "flash" / key.replace("/", "_")).open("wb") as f:
-                    f.truncate(c.size)
+                _erased_file(d / "flash" / key.replace("/", "_"), c.size)
                 lengths[key] = None
-        with (d / "flash" / "scratch").open("wb") as f:
-            f.truncate(config.page_size)
+        _erased_file(d / "flash" / "scratch", config.page_size)
         for i, p in enumerate(trust):
             (d / "trust" / f"{i:02d}-{Path(p).name}").write_bytes(Path(p).read_bytes())
+        signer = device_key if device_key is not None else CoseKey.generate(CoseAlgorithm.ESP256)
+        (d / "device-key.pem").write_bytes(signer.to_pem(private=True))
+        (d / "device-key.pub.pem").write_bytes(signer.public_key().to_pem())
         state = {
             "sequence-numbers": {},
             "lengths": lengths,
@@ -273,11 +321,39 @@ class SimulatedDevice:
 
         return [CoseKey.load(p) for p in sorted((self.dir / "trust").iterdir()) if p.is_file()]
 
+    def device_key(self) -> Any:
+        """The private key that signs this device's reports (None if the directory has none)."""
+        from suitkit.cose.keys import CoseKey
+
+        path = self.dir / "device-key.pem"
+        return CoseKey.load(path) if path.is_file() else None
+
+    # --- reports ---
+
+    def _report(self, result: RunResult, label: str) -> Path | None:
+        """Build the run's SUIT_Report, sign it (COSE_Sign1) with the device key and store it
+        under reports/ (outside the fault model: never counted as a write)."""
+        from suitkit.device.report import build_report, sign_report
+
+        key = self.device_key()
+        if key is None:
+            return None
+        data = sign_report(build_report(result, components=self.components()), key)
+        out = self.dir / "reports"
+        out.mkdir(exist_ok=True)
+        n = sum(1 for _ in out.glob("*.report")) + 1
+        path = out / f"{n:04d}-{label}.report"
+        path.write_bytes(data)
+        self.reports.append(path)
+        return path
+
     # --- state ---
 
     def _save(self) -> None:
         self.fault.tick()
-        _atomic_write(self.dir / "state.json", json.dumps(self.state, indent=1).encode())
+        _atomic_write(
+            self.dir / "state.json", json.dumps(self.state, indent=1).encode(), self.durable
+        )
 
     def _set_length(self, slot_key: str, length: int | None) -> None:
         self.state["lengths"][slot_key] = length
@@ -296,8 +372,28 @@ class SimulatedDevice:
             raise OperationFailedError(f"the device has no component {cid!r}")
         return c
 
+    def _sync(self, fd: int) -> None:
+        if self.durable:
+            os.fsync(fd)
+
     def _path(self, slot_key: str) -> Path:
         return self.dir / "flash" / slot_key.replace("/", "_")
+
+    def _erase_pages(self, slot_key: str, start: int, end: int) -> None:
+        """Erase (0xFF) the pages covering bytes ``start`` to ``end`` of a slot, one write
+        each; ``start`` is page-aligned."""
+        page = self.config.page_size
+        if end <= start:
+            return
+        path = self._path(slot_key)
+        size = path.stat().st_size
+        with path.open("r+b") as f:
+            for off in range(start, min(end, size), page):
+                self.fault.tick()
+                f.seek(off)
+                f.write(bytes([ERASED]) * min(page, size - off))
+                f.flush()
+                self._sync(f.fileno())
 
     # --- Platform: identity, clock ---
 
@@ -344,26 +440,25 @@ class SimulatedDevice:
         return _FlashWriter(self, self._slot_key(component), self.capacity(component))
 
     def erase(self, component: ComponentIdentifier) -> None:
-        self._set_length(self._slot_key(component), None)
+        """Mark the component empty (one state write), then erase the pages it used."""
+        key = self._slot_key(component)
+        old = self.state["lengths"].get(key) or 0
+        self._set_length(key, None)
+        self._erase_pages(key, 0, old)
 
     def swap(self, a: ComponentIdentifier, b: ComponentIdentifier) -> None:
         ka, kb = self._slot_key(a), self._slot_key(b)
         lengths = self.state["lengths"]
         j = self.state.get("journal") or {}
-        j["swap"] = {
-            "a": ka,
-            "b": kb,
-            "len-a": lengths.get(ka),
-            "len-b": lengths.get(kb),
-            "page": 0,
-            "stage": 0,
-        }
+        j["swap"] = _swap_record(ka, kb, lengths, revert=False)
         self.state["journal"] = j
         self._save()
         self._run_swap()
 
     def _run_swap(self) -> None:
-        """Swap page by page through the scratch page; resumable from the journal."""
+        """Swap page by page through the scratch page; resumable from the journal (each stage
+        is repeatable: scratch <- a[i], a[i] <- b[i], b[i] <- scratch). A revert swap (of an
+        abandoned update) removes its pair from ``swapped`` when done; a forward one adds it."""
         j = self.state["journal"]
         sw = j["swap"]
         page = self.config.page_size
@@ -371,17 +466,18 @@ class SimulatedDevice:
         total = max(sw["len-a"] or 0, sw["len-b"] or 0)
         pages = -(-total // page)
         with pa.open("r+b") as fa, pb.open("r+b") as fb, scratch.open("r+b") as fs:
+            sizes = {id(fa): pa.stat().st_size, id(fb): pb.stat().st_size, id(fs): page}
 
             def rd(f: Any, i: int) -> bytes:
                 f.seek(i * page)
-                return bytes(f.read(page)).ljust(page, b"\xff")
+                return bytes(f.read(page)).ljust(page, bytes([ERASED]))
 
             def wr(f: Any, i: int, data: bytes) -> None:
                 self.fault.tick()
                 f.seek(i * page)
-                f.write(data)
+                f.write(data[: max(0, sizes[id(f)] - i * page)])
                 f.flush()
-                os.fsync(f.fileno())
+                self._sync(f.fileno())
 
             while sw["page"] < pages:
                 i, stage = sw["page"], sw["stage"]
@@ -399,15 +495,20 @@ class SimulatedDevice:
         lengths = self.state["lengths"]
         lengths[sw["a"]], lengths[sw["b"]] = sw["len-b"], sw["len-a"]
         j["swap"] = None
-        j["swapped"] = [*j.get("swapped", []), [sw["a"], sw["b"]]]
+        if sw.get("revert"):
+            j["swapped"] = j.get("swapped", [])[:-1]
+        else:
+            j["swapped"] = [*j.get("swapped", []), [sw["a"], sw["b"]]]
         self._save()
 
     # --- Platform: fetch, invoke ---
 
-    def fetch(self, uri: str, arguments: bytes | None = None) -> Iterator[bytes]:
+    def fetch(
+        self, uri: str, arguments: bytes | None = None, *, limit: int | None = None
+    ) -> Iterator[bytes]:
         if self.fetcher is None:
             raise OperationFailedError(f"no fetcher here (the bootloader has no network): {uri}")
-        return self.fetcher.fetch(uri, arguments)
+        return self.fetcher.fetch(uri, arguments, limit=limit)
 
     def invoke(self, component: ComponentIdentifier, arguments: bytes | None) -> None:
         self.invocations.append((component, self._slot_of(component), arguments))
@@ -433,28 +534,61 @@ class SimulatedDevice:
         return None if n is None else int(n)
 
     def begin_section(self, procedure: Procedure, section: int) -> None:
+        """A journal point of the Update procedure. The journal is opened (the envelope stored,
+        the target slot named) when the first section after the shared sequence begins: the
+        shared sequence cannot write (manifest §8.4.5), so a manifest refused before that
+        leaves no trace."""
+        if procedure is not Procedure.UPDATE or section == ManifestKey.COMMON:
+            # the shared sequence writes nothing; and a recovery rerunning it must not move the
+            # journal's phase back (a cut right after would lose the install being reapplied)
+            return
         j = self.state.get("journal")
-        if procedure is Procedure.UPDATE and j is not None:
-            j["phase"] = ManifestKey(section).spec_name
+        phase = ManifestKey(section).spec_name
+        if j is not None:
+            if j.get("phase") != phase:
+                j["phase"] = phase
+                self._save()
+        elif self._pending is not None:
+            envelope, target = self._pending
+            self._pending = None
+            name = self._store_envelope(envelope)
+            self.state["journal"] = {"envelope": name, "target": target, "phase": phase}
             self._save()
 
     def record_update(self, manifest_key: str, sequence_number: int, envelope: bytes) -> None:
+        """Commit: one state write records the sequence number, the slot's manifest and the
+        preferred slot, and closes the journal."""
         j = self.state.get("journal")
         name = j["envelope"] if j else self._store_envelope(envelope)
         target = j["target"] if j else self._slot_of(self.boot_component)
         self.state["sequence-numbers"][manifest_key] = sequence_number
         boot = self.state["boot"]
+        old = boot["manifests"].get(str(target))
         boot["manifests"][str(target)] = name
         boot["preferred"] = target
         self.state["journal"] = None
         self._save()
+        if old is not None and old != name:
+            self._forget_envelope(old)
+
+    def _forget_envelope(self, name: str) -> None:
+        """Delete a stored envelope that no slot and no journal references any more."""
+        j = self.state.get("journal")
+        if name in self.state["boot"]["manifests"].values() or (j and j.get("envelope") == name):
+            return
+        with contextlib.suppress(OSError):
+            (self.dir / name).unlink()
+
+    def _collect_garbage(self) -> None:
+        for path in (self.dir / "manifests").glob("*.suit"):
+            self._forget_envelope(f"manifests/{path.name}")
 
     def _store_envelope(self, envelope: bytes) -> str:
         name = f"manifests/{hashlib.sha256(envelope).hexdigest()[:32]}.suit"
         path = self.dir / name
         if not path.exists():
             self.fault.tick()
-            _atomic_write(path, envelope)
+            _atomic_write(path, envelope, self.durable)
         return name
 
     # --- the device's procedures ---
@@ -475,42 +609,70 @@ class SimulatedDevice:
         reporter: Reporter | None = None,
     ) -> RunResult:
         """Authenticate ``data`` with the trust anchors and run the Update procedure into the
-        slot the device does not boot from. Raises SuitError if authentication fails."""
-        env = authenticated_envelope(data, self.trusted_keys(), severed=severed)
+        slot the device does not boot from. Never raises a SuitError: an envelope that does
+        not authenticate (or whose manifest does not parse) is a rejected run, which writes
+        nothing but its report (reason unauthorised, cbor-parse...)."""
+        try:
+            env = authenticated_envelope(data, self.trusted_keys(), severed=severed)
+        except SuitError as exc:
+            result = RunResult.rejected(Procedure.UPDATE, exc, claimed_digest(data))
+            self._report(result, "update")
+            return result
         return self.update_envelope(env, reporter=reporter)
 
     def update_envelope(self, env: Envelope, *, reporter: Reporter | None = None) -> RunResult:
+        """Run the Update procedure of an authenticated envelope (see :meth:`update`). An update
+        interrupted earlier (a journal is open: the power was cut and the bootloader has not run
+        since) is recovered first, as the bootloader would, so that its journal is not mixed up
+        with this one."""
+        if self.state.get("journal") is not None:
+            self._recover(reporter)
         target = self._target_slot()
         self.view = {self.boot_component: target}
-        name = self._store_envelope(env.encode())
-        self.state["journal"] = {"envelope": name, "target": target, "phase": "start"}
-        self._save()
-        result = self._processor(reporter).run(env, Procedure.UPDATE)
+        self._pending = (env.encode(), target)
+        try:
+            result = self._processor(reporter).run(env, Procedure.UPDATE)
+        finally:
+            self._pending = None
         if not result.ok and self.state.get("journal") is not None:
             self._abandon_journal()
+        self._report(result, "update")
         return result
 
     def _load(self, name: str) -> Envelope:
         return authenticated_envelope((self.dir / name).read_bytes(), self.trusted_keys())
 
     def _abandon_journal(self) -> None:
-        """Undo what can be undone (swaps, in reverse order) and forget the journal."""
+        """Undo what can be undone (swaps, newest first) and close the journal. Reverting is
+        itself journaled (``reverting``, and each revert swap page by page), so a power cut
+        during it is finished by the next boot."""
         j = self.state["journal"]
-        for a, b in reversed(j.get("swapped", [])):
-            j["swapped"] = []
-            lengths = self.state["lengths"]
-            j["swap"] = {
-                "a": a,
-                "b": b,
-                "len-a": lengths.get(a),
-                "len-b": lengths.get(b),
-                "page": 0,
-                "stage": 0,
-            }
+        if j.get("swap"):  # an interrupted swap (either way) is completed first
+            self._run_swap()
+        if j.get("swapped"):
+            j["reverting"] = True
+        while j.get("swapped"):
+            a, b = j["swapped"][-1]
+            j["swap"] = _swap_record(a, b, self.state["lengths"], revert=True)
             self._save()
             self._run_swap()
+        name = j.get("envelope")
         self.state["journal"] = None
         self._save()
+        if name:
+            self._forget_envelope(name)
+
+    def _run_recorded(
+        self,
+        env: Envelope,
+        procedure: Procedure,
+        label: str,
+        reporter: Reporter | None,
+        **kw: Any,
+    ) -> RunResult:
+        result = self._processor(reporter).run(env, procedure, **kw)
+        self._report(result, label)
+        return result
 
     def _recover(self, reporter: Reporter | None) -> str:
         """Finish or revert an update interrupted by a power cut (manifest §6.3)."""
@@ -525,21 +687,27 @@ class SimulatedDevice:
             return "interrupted update discarded (its manifest is unreadable)"
         if j.get("swap"):
             self._run_swap()
+        if j.get("reverting"):
+            self._abandon_journal()
+            return "interrupted revert finished, previous image restored"
         if j.get("swapped"):
-            # a swap is not repeatable: check the result instead of reapplying the install
-            result = self._processor(reporter).run(env, Procedure.INVOCATION)
+            # a swap is not repeatable: validate its result (shared sequence + validate; no
+            # invoke) instead of reapplying the install; success commits the manifest
+            result = self._run_recorded(
+                env,
+                Procedure.UPDATE,
+                "recovery",
+                reporter,
+                skip=(ManifestKey.PAYLOAD_FETCH, ManifestKey.INSTALL),
+            )
             if result.ok:
-                m = env.manifest
-                from suitkit.device.processor import manifest_key
-
-                self.record_update(manifest_key(m), m.sequence_number, env.encode())
                 return "interrupted swap finished, new manifest committed"
             self._abandon_journal()
             return "interrupted swap reverted"
         if j.get("phase") in ("install", "validate"):
             # reapply: the install copies from verified staging (payload-fetch is not rerun)
-            result = self._processor(reporter).run(
-                env, Procedure.UPDATE, skip=(ManifestKey.PAYLOAD_FETCH,)
+            result = self._run_recorded(
+                env, Procedure.UPDATE, "recovery", reporter, skip=(ManifestKey.PAYLOAD_FETCH,)
             )
             if result.ok:
                 return "interrupted install reapplied, new manifest committed"
@@ -551,6 +719,7 @@ class SimulatedDevice:
         """The bootloader: recover an interrupted update, then run the Invocation procedure of
         the preferred slot's manifest, falling back to the other slots when it fails."""
         recovered = self._recover(reporter)
+        self._collect_garbage()
         boot = self.state["boot"]
         manifests: dict[str, str] = boot["manifests"]
         preferred = int(boot["preferred"])
@@ -566,9 +735,16 @@ class SimulatedDevice:
             except (SuitError, OSError) as exc:
                 err = exc if isinstance(exc, SuitError) else OperationFailedError(str(exc))
                 attempts.append((slot, err))
+                data = _read_or_empty(self.dir / name)
+                rejected = RunResult.rejected(Procedure.INVOCATION, err, claimed_digest(data))
+                self._report(rejected, f"boot-slot{slot}")
                 continue
-            result = self._processor(reporter).run(
-                env, Procedure.INVOCATION, check_rollback=slot == preferred
+            result = self._run_recorded(
+                env,
+                Procedure.INVOCATION,
+                f"boot-slot{slot}",
+                reporter,
+                check_rollback=slot == preferred,
             )
             attempts.append((slot, result))
             if result.ok:
@@ -579,10 +755,59 @@ class SimulatedDevice:
         return BootResult(None, None, tuple(attempts), recovered)
 
     def status(self) -> dict[str, Any]:
+        """Identity, components, the content of each slot (length and SHA-256, read back in
+        chunks), boot state, sequence numbers, journal, trust anchors and reports."""
+        contents = []
+        for c in self.config.components:
+            for slot in range(c.slots):
+                key = f"{cid_key(c.id)}.{slot}"
+                length = self.state["lengths"].get(key)
+                digest = None
+                if length is not None:
+                    h = hashlib.sha256()
+                    for chunk in self._read_file(self._path(key), int(length), 64 * 1024):
+                        h.update(chunk)
+                    digest = "sha256:" + h.hexdigest()
+                contents.append(
+                    {"component": cid_key(c.id), "slot": slot, "length": length, "digest": digest}
+                )
+        reports = self.dir / "reports"
         return {
             "directory": str(self.dir),
             "identity": {k: v for k, v in self.config.to_json().items() if k != "components"},
             "components": self.config.to_json()["components"],
+            "contents": contents,
             "state": self.state,
             "trust": sorted(p.name for p in (self.dir / "trust").iterdir()),
+            "reports": sorted(p.name for p in reports.glob("*.report")) if reports.is_dir() else [],
         }
+
+
+def _erased_file(path: Path, size: int) -> None:
+    """A flash file of ``size`` erased bytes, written in bounded chunks."""
+    block = bytes([ERASED]) * min(size, 1 << 20)
+    with path.open("wb") as f:
+        left = size
+        while left > 0:
+            n = min(left, len(block))
+            f.write(block[:n])
+            left -= n
+
+
+def _swap_record(a: str, b: str, lengths: Mapping[str, Any], *, revert: bool) -> dict[str, Any]:
+    return {
+        "a": a,
+        "b": b,
+        "len-a": lengths.get(a),
+        "len-b": lengths.get(b),
+        "page": 0,
+        "stage": 0,
+        "revert": revert,
+    }
+
+
+def _read_or_empty(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return b""
