@@ -12,6 +12,9 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
+	# An editable install does not byte-compile the sources, and this environment may set
+	# PYTHONDONTWRITEBYTECODE: compile them once so that every `suitkit` run starts fast.
+	$(PY) -m compileall -q src
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -6,10 +6,8 @@ This module imports neither typer nor rich, so that the fast ``verify`` path sta
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
@@ -60,6 +58,8 @@ def read_input(path: Path, limit: int = 64 * 1024 * 1024) -> bytes:
 
 def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Write ``data`` to ``path`` so that a crash leaves the old file or the new one, never half."""
+    import tempfile
+
     path = Path(path)
     directory = path.parent if str(path.parent) else Path(".")
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
@@ -87,6 +87,8 @@ def run_verify(envelope: Path, keys: list[Path], severed: list[Path], as_json: b
         members = severed_members_from_files(severed) if severed else None
         result = authenticate(data, trusted, severed=members)
         if as_json:
+            import json
+
             print(json.dumps(result.describe(), indent=2))
             return
         for line in result.summary_lines():

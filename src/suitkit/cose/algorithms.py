@@ -23,15 +23,15 @@ import hmac
 from collections.abc import Callable
 from typing import Any, Final, Protocol, runtime_checkable
 
-import pyhsslms
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, keywrap
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import (
     decode_dss_signature,
     encode_dss_signature,
 )
 
+from suitkit.cose._lazy import LazyModule
 from suitkit.cose.keys import _EC_CURVES, CoseKey, _HssState
 from suitkit.errors import AlgorithmUnsupportedError, AuthenticationError, KeyFormatError
 from suitkit.format.codepoints import CoseAlgorithm, CoseCurve, CoseKeyType
@@ -82,6 +82,9 @@ _DEFAULT_EC: Final = {
 }
 
 Verifier = Callable[[bytes, bytes], bool]
+
+# pyhsslms is pure Python and only needed for HSS-LMS keys: import it on first use.
+pyhsslms: Any = LazyModule("pyhsslms")
 
 
 def _name(alg: int) -> str:
@@ -268,6 +271,8 @@ def key_wrap(kek: CoseKey, alg: int, cek: bytes) -> bytes:
         raise AlgorithmUnsupportedError(f"{a.spec_name} is not a key wrap algorithm")
     if len(cek) < 16 or len(cek) % 8:
         raise ValueError("AES key wrap needs a key of at least 16 bytes, a multiple of 8")
+    from cryptography.hazmat.primitives import keywrap  # only for AES-KW: lazy for start-up
+
     return keywrap.aes_key_wrap(kek._private, cek)
 
 
@@ -278,6 +283,8 @@ def key_unwrap(kek: CoseKey, alg: int, wrapped: bytes) -> bytes:
         raise AlgorithmUnsupportedError(f"{a.spec_name} is not a key wrap algorithm")
     if len(wrapped) < 24 or len(wrapped) % 8:
         raise AuthenticationError(f"{a.spec_name} wrapped key has a bad length {len(wrapped)}")
+    from cryptography.hazmat.primitives import keywrap  # only for AES-KW: lazy for start-up
+
     try:
         return keywrap.aes_key_unwrap(kek._private, wrapped)
     except (keywrap.InvalidUnwrap, ValueError):

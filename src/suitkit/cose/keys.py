@@ -36,13 +36,15 @@ import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Final, TypeGuard
+from typing import TYPE_CHECKING, Any, Final, TypeGuard
 
-import pyhsslms
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, mldsa, x25519
 
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives import serialization
+
+from suitkit.cose._lazy import LazyModule
 from suitkit.errors import AlgorithmUnsupportedError, KeyFormatError, SuitError
 from suitkit.format import cbor
 from suitkit.format.codepoints import (
@@ -84,6 +86,55 @@ _PRIV = CoseKeyTypeParam.PRIV
 
 #: Length of the kid :func:`key_id_of` derives.
 KID_LENGTH: Final = 8
+
+# pyhsslms is pure Python and only needed for HSS-LMS keys: import it on first use.
+pyhsslms: Any = LazyModule("pyhsslms")
+
+
+def _serialization() -> Any:
+    """cryptography's serialization package, imported on first use: it costs ~20 ms of start-up
+    and the common case (a P-256 / Ed25519 public key in PEM) does not need it."""
+    from cryptography.hazmat.primitives import serialization
+
+    return serialization
+
+
+# DER prefixes of the SubjectPublicKeyInfo of the common key types (RFC 5480, RFC 8410): the
+# key bytes follow. DER is canonical, so a key of these types always starts this way.
+_SPKI_PREFIXES: tuple[tuple[bytes, int, Any], ...] = (
+    (bytes.fromhex("3059301306072a8648ce3d020106082a8648ce3d030107034200"), 65, ec.SECP256R1),
+    (bytes.fromhex("3076301006072a8648ce3d020106052b81040022036200"), 97, ec.SECP384R1),
+    (bytes.fromhex("30819b301006072a8648ce3d020106052b810400230381860004")[:-1], 133, ec.SECP521R1),
+    (bytes.fromhex("302a300506032b6570032100"), 32, ed25519.Ed25519PublicKey),
+    (bytes.fromhex("302a300506032b656e032100"), 32, x25519.X25519PublicKey),
+)
+
+
+def _public_key_from_spki_pem(raw: bytes) -> Any | None:
+    """The public key of a ``PUBLIC KEY`` PEM of a common type, without the serialization
+    package; None for anything else (the caller falls back to cryptography's loader)."""
+    import base64
+    import binascii
+
+    begin, end = b"-----BEGIN PUBLIC KEY-----", b"-----END PUBLIC KEY-----"
+    start = raw.find(begin)
+    stop = raw.find(end)
+    if start < 0 or stop < start:
+        return None
+    try:
+        der = base64.b64decode(b"".join(raw[start + len(begin) : stop].split()), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    for prefix, size, kind in _SPKI_PREFIXES:
+        if len(der) == len(prefix) + size and der.startswith(prefix):
+            body = der[len(prefix) :]
+            try:
+                if isinstance(kind, type) and issubclass(kind, ec.EllipticCurve):
+                    return ec.EllipticCurvePublicKey.from_encoded_point(kind(), body)
+                return kind.from_public_bytes(body)
+            except ValueError:
+                return None
+    return None
 
 
 class KeyStateError(KeyFormatError):
@@ -394,9 +445,9 @@ class CoseKey:
 
                 obj = x509.load_pem_x509_certificate(raw).public_key()
             elif b"PRIVATE KEY-----" in raw:
-                obj = serialization.load_pem_private_key(raw, password)
+                obj = _serialization().load_pem_private_key(raw, password)
             else:
-                obj = serialization.load_pem_public_key(raw)
+                obj = _public_key_from_spki_pem(raw) or _serialization().load_pem_public_key(raw)
         except TypeError as exc:
             raise KeyFormatError(f"cannot load PEM key: {_password_hint(exc)}") from None
         except (ValueError, UnsupportedAlgorithm) as exc:
@@ -415,12 +466,12 @@ class CoseKey:
         """Load a DER key: PKCS#8, SEC1 or SPKI."""
         obj: Any
         try:
-            obj = serialization.load_der_private_key(data, password)
+            obj = _serialization().load_der_private_key(data, password)
         except TypeError as exc:
             raise KeyFormatError(f"cannot load DER key: {_password_hint(exc)}") from None
         except (ValueError, UnsupportedAlgorithm):
             try:
-                obj = serialization.load_der_public_key(data)
+                obj = _serialization().load_der_public_key(data)
             except (ValueError, UnsupportedAlgorithm) as exc:
                 raise KeyFormatError(f"cannot load DER key: {exc}") from None
         return cls._from_crypto(obj, kid, alg)
@@ -436,18 +487,18 @@ class CoseKey:
             if self._private is None:
                 raise ValueError("this is a public key; it has no private PEM")
             enc: serialization.KeySerializationEncryption = (
-                serialization.NoEncryption()
+                _serialization().NoEncryption()
                 if password is None
-                else serialization.BestAvailableEncryption(password)
+                else _serialization().BestAvailableEncryption(password)
             )
             return bytes(
                 self._private.private_bytes(
-                    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, enc
+                    _serialization().Encoding.PEM, _serialization().PrivateFormat.PKCS8, enc
                 )
             )
         return bytes(
             self._public.public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+                _serialization().Encoding.PEM, _serialization().PublicFormat.SubjectPublicKeyInfo
             )
         )
 
@@ -664,13 +715,11 @@ class CoseKey:
         if kty is CoseKeyType.EC2:
             assert self.curve is not None
             size = _EC_CURVES[self.curve][1]
-            point = self._public.public_bytes(
-                serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
-            )
+            numbers = self._public.public_numbers()  # no serialization import needed
             m: dict[int, Any] = {
                 _CRV: int(self.curve),
-                _X: point[1 : 1 + size],
-                _Y: point[1 + size :],
+                _X: numbers.x.to_bytes(size, "big"),
+                _Y: numbers.y.to_bytes(size, "big"),
             }
             if private:
                 m[_D] = self._private.private_numbers().private_value.to_bytes(size, "big")
