@@ -198,3 +198,28 @@ def test_example_private_key_signs_a_description(workdir: Path) -> None:
     )
     assert r.returncode == 0, r.stderr
     assert run("verify", "e1.suit", "--key", EXAMPLE_KEY_PUBLIC, cwd=workdir).returncode == 0
+
+
+def test_verify_fast_path_imports_no_heavy_modules() -> None:
+    """Start-up budget: `suitkit verify` must not pull in typer, rich, cryptography's
+    serialization package or pyhsslms (see BENCHMARKS.md, CLI start-up)."""
+    code = (
+        "import sys\n"
+        "sys.argv = ['suitkit', 'verify', sys.argv[1], '--key', sys.argv[2]]\n"
+        "from suitkit.cli import entry\n"
+        "try:\n"
+        "    entry.main()\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = [m for m in ('typer', 'rich', 'click', 'pyhsslms', "
+        "'cryptography.hazmat.primitives.serialization', 'cryptography.x509') if m in sys.modules]\n"
+        "print('HEAVY', heavy)\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code, str(VECTORS / "example1.suit"), str(EXAMPLE_KEY_PUBLIC)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "OK: authentic manifest" in r.stdout, r.stderr
+    assert "HEAVY []" in r.stdout
