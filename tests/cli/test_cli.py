@@ -212,7 +212,8 @@ def test_verify_fast_path_imports_no_heavy_modules() -> None:
         "except SystemExit:\n"
         "    pass\n"
         "heavy = [m for m in ('typer', 'rich', 'click', 'pyhsslms', "
-        "'cryptography.hazmat.primitives.serialization', 'cryptography.x509') if m in sys.modules]\n"
+        "'cryptography.hazmat.primitives.serialization', 'cryptography.x509') "
+        "if m in sys.modules]\n"
         "print('HEAVY', heavy)\n"
     )
     r = subprocess.run(
