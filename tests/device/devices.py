@@ -22,7 +22,9 @@ def digest_text(img: bytes) -> str:
     return "sha256:" + hashlib.sha256(img).hexdigest()
 
 
-def new_device(path: Path, *, slots: int = 2, size: int = 16 * PAGE) -> SimulatedDevice:
+def new_device(
+    path: Path, *, slots: int = 2, size: int = 16 * PAGE, keys: Any = ()
+) -> SimulatedDevice:
     cfg = DeviceConfig(
         uuid.UUID(VENDOR),
         uuid.UUID(CLASS),
@@ -34,7 +36,7 @@ def new_device(path: Path, *, slots: int = 2, size: int = 16 * PAGE) -> Simulate
         ),
         PAGE,
     )
-    return SimulatedDevice.init(path, cfg, [EXAMPLE_PUB])
+    return SimulatedDevice.init(path, cfg, [EXAMPLE_PUB], decryption_keys=keys)
 
 
 def open_device(

@@ -41,11 +41,11 @@ from suitkit.device.events import Procedure
 from suitkit.device.memory import MemoryPlatform
 from suitkit.device.processor import Processor, authenticated_envelope
 from suitkit.errors import (
+    AlgorithmUnsupportedError,
     AuthenticationError,
     ComponentUnsupportedError,
     ConditionFailedError,
     OperationFailedError,
-    ParameterUnsupportedError,
     RollbackError,
     SeveringUnsupportedError,
 )
@@ -247,15 +247,26 @@ def test_signed_update_through_update_bytes_succeeds(tmp_path: Path) -> None:
 
 def test_THREAT_IMG_FORMAT_payload_format_the_device_does_not_implement_is_refused() -> None:
     """§4.2.4 / REQ.SEC.AUTH.IMG_TYPE: a payload described by an element this processor does not
-    implement (here encryption-info, firmware-encryption §5) is refused as parameter-unsupported
-    before anything runs, rather than stored and run as if it were a plain image."""
+    implement (here an encryption-info whose content algorithm, AES-CCM, suitkit lacks;
+    firmware-encryption §5) is refused as alg-unsupported before anything runs, rather than
+    stored and run as if it were a plain image."""
+    from suitkit.cose import CoseKey
+    from suitkit.encryption import encrypt_payload
+    from suitkit.format.codepoints import CoseAlgorithm
+
+    _, info = encrypt_payload(IMG, CoseAlgorithm.A128GCM, [CoseKey.generate(CoseAlgorithm.A128KW)])
+    body = list(cbor.loads(info).value)
+    body[0] = cbor.dumps({1: 30})  # AES-CCM-16-128-128
+    ccm = cbor.dumps(cbor.CBORTag(96, body))
     env = explicit(install=[
-        {"override-parameters": {"uri": URI, "encryption-info": "h'd8608443a10101a1054c'"}},
-        {"fetch": 2},
+        {"override-parameters": {"content": f"h'{IMG[:64].hex()}'",
+                                 "encryption-info": f"h'{ccm.hex()}'"}},
+        {"write": 2},
     ])
     device = memory_device({URI: IMG})
     result = Processor(device).run(env, Procedure.UPDATE)
-    assert isinstance(result.error, ParameterUnsupportedError)
+    assert isinstance(result.error, AlgorithmUnsupportedError)
+    assert result.error.reason is ReportReason.ALG_UNSUPPORTED
     assert result.events == () and device.writes == 0
     _nothing_written(device)
 

@@ -395,7 +395,8 @@ def device_init(
         False, "--no-clock", help="The module has no clock (no validity-period checks)."
     ),
 ) -> None:
-    """Create a CMS device directory (helper until the simulated device hosts RFC 4108 loads).
+    """Create a stand-in CMS device directory (the simulated device of `suitkit device init
+    ... --hw-type OID --serial HEX` hosts RFC 4108 loads as well).
 
     The directory holds the module's type, serial, trust anchors, keys and state (see
     suitkit.cms.device_store); `suitkit cms load` loads packages into it.
@@ -440,30 +441,33 @@ def device_init(
     typer.echo(f"created CMS device directory {directory} (hardware type {hw_type})")
 
 
-@app.command()
-def load(
-    device_dir: Path = typer.Argument(..., help="Device directory (see device-init)."),
-    package: Path = typer.Argument(..., help="The package (DER)."),
-    output: Path | None = typer.Option(
-        None, "-o", "--output", help="Also write the receipt / error report here."
-    ),
-    unsigned: bool = typer.Option(
-        False, "--unsigned-report", help="Do not sign the report even if the device has a key."
-    ),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
-) -> None:
-    """Load a package into a device directory; write and print the receipt or error report."""
-    from suitkit.cms.device_store import DirectoryDevice, atomic_write
+def _open_device(device_dir: Path, unsigned: bool, component: str | None) -> tuple[Any, Any]:
+    """The device in ``device_dir`` and the signer of its reports (None: unsigned): a simulated
+    device (``suitkit device init ... --hw-type OID --serial HEX``) or a stand-in directory
+    (``suitkit cms device-init``)."""
+    from suitkit.cms.device_store import DirectoryDevice
     from suitkit.cms.keyfiles import load_certificate, load_private_key
-    from suitkit.cms.reports import decode_report, describe_report, process_package
     from suitkit.cms.signeddata import Signer
     from suitkit.errors import SuitError
 
+    if (device_dir / "device.json").is_file():
+        from suitkit.cli.device import _component_id
+        from suitkit.device.cms_host import SimulatedCmsDevice
+
+        try:
+            cid = _component_id(component) if component is not None else None
+            host = SimulatedCmsDevice(device_dir, cid)
+            return host, None if unsigned else host.report_signer()
+        except (SuitError, OSError) as exc:
+            _die(str(exc))
+        except typer.BadParameter as exc:
+            _usage(str(exc))
+    if component is not None:
+        _usage("--component applies to a simulated device (suitkit device init)")
     try:
         device = DirectoryDevice(device_dir)
     except ValueError as exc:
         _die(str(exc))
-    data = _read(package, "package")
     signer = None
     files = device.report_signer_files()
     if files is not None and not unsigned:
@@ -474,6 +478,40 @@ def load(
             )
         except (SuitError, OSError) as exc:
             _die(f"device report key: {exc}")
+    return device, signer
+
+
+@app.command()
+def load(
+    device_dir: Path = typer.Argument(
+        ..., help="Device directory: a simulated device (suitkit device init) or device-init's."
+    ),
+    package: Path = typer.Argument(..., help="The package (DER)."),
+    output: Path | None = typer.Option(
+        None, "-o", "--output", help="Also write the receipt / error report here."
+    ),
+    unsigned: bool = typer.Option(
+        False, "--unsigned-report", help="Do not sign the report even if the device has a key."
+    ),
+    component: str | None = typer.Option(
+        None,
+        "--component",
+        help="Simulated device: the component the firmware goes to (default: the execution "
+        "component, into the slot it does not boot from).",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Load a package into a device directory; write and print the receipt or error report.
+
+    On a simulated device the firmware goes to its flash, the stale versions and loaded
+    packages to its persistent state, and the reports (signed with its device key) to its
+    reports/ folder."""
+    from suitkit.cms.device_store import atomic_write
+    from suitkit.cms.reports import decode_report, describe_report, process_package
+    from suitkit.errors import SuitError
+
+    device, signer = _open_device(device_dir, unsigned, component)
+    data = _read(package, "package")
     try:
         outcome = process_package(data, device, report_signer=signer)
     except (SuitError, OSError) as exc:

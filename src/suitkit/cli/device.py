@@ -85,6 +85,76 @@ def _echo_reports(dev: SimulatedDevice) -> None:
         typer.echo(f"report: {path}")
 
 
+def _component_id(text: str) -> tuple[bytes, ...]:
+    """``--component`` text: parts separated by ``/``, each text or ``h'HEX'``."""
+    parts = []
+    for part in text.split("/"):
+        if part.startswith("h'") and part.endswith("'"):
+            try:
+                parts.append(bytes.fromhex(part[2:-1]))
+            except ValueError:
+                raise typer.BadParameter(f"{part!r} is not hex", param_hint="--component") from None
+        elif part:
+            parts.append(part.encode())
+        else:
+            raise typer.BadParameter(f"{text!r} has an empty part", param_hint="--component")
+    return tuple(parts)
+
+
+def _decryption_key(item: str) -> Any:
+    """``--decrypt-key [KID=]FILE``: a COSE_Key, PEM or DER key; KID (text or h'HEX') sets or
+    replaces the key's kid."""
+
+    path, kid = Path(item), None
+    if not path.is_file() and "=" in item:
+        kid_text, _, file = item.partition("=")
+        path = Path(file)
+        if kid_text.startswith("h'") and kid_text.endswith("'"):
+            try:
+                kid = bytes.fromhex(kid_text[2:-1])
+            except ValueError:
+                raise typer.BadParameter(
+                    f"{kid_text!r} is not hex", param_hint="--decrypt-key"
+                ) from None
+        else:
+            kid = kid_text.encode()
+    if not path.is_file():
+        raise typer.BadParameter(f"{path} is not a file", param_hint="--decrypt-key")
+    key = _guard(lambda: _load_decryption_key(path))
+    if not key.is_private:
+        _fail(
+            f"{path}: a public key cannot decrypt; give a key-encryption key (AES-KW) or a "
+            "private ECDH key"
+        )
+    return key.with_kid(kid) if kid is not None else key
+
+
+def _load_decryption_key(path: Path) -> Any:
+    """A COSE_Key, PEM or DER key; else a raw symmetric key (16 or 32 octets, or their hex: the
+    key files of RFC 4108 packages, `suitkit cms create --encrypt-key`)."""
+    from suitkit.cose import CoseKey
+    from suitkit.errors import SuitError
+
+    try:
+        return CoseKey.load(path)
+    except SuitError as first:
+        from suitkit.cms.keyfiles import load_symmetric_key
+
+        try:
+            secret = load_symmetric_key(path.read_bytes())
+        except SuitError:
+            raise first from None
+        return CoseKey.from_cose_key({1: 4, -1: secret})
+
+
+def _kid_text(kid: bytes | None) -> str:
+    if kid is None:
+        return "no kid"
+    if kid and all(0x20 < b < 0x7F for b in kid):
+        return f"kid '{kid.decode()}'"
+    return f"kid h'{kid.hex()}'"
+
+
 @app.command("init")
 def init(
     directory: DeviceDir,
@@ -92,42 +162,146 @@ def init(
     class_id: Annotated[str, typer.Option("--class-id", help="Class ID (UUID).")],
     trust: Annotated[
         list[Path],
-        typer.Option("--trust", exists=True, dir_okay=False, help="Public key (PEM) to trust."),
+        typer.Option(
+            "--trust",
+            exists=True,
+            dir_okay=False,
+            help="Trust anchor (repeatable): a public key (PEM, DER, COSE_Key), an X.509 "
+            "certificate (PEM or DER), or a MAC key (COSE_Key).",
+        ),
     ],
     device_id: Annotated[str | None, typer.Option("--device-id", help="Device ID (UUID).")] = None,
     slots: Annotated[int, typer.Option("--slots", min=1, max=8)] = 2,
     flash_size: Annotated[int, typer.Option("--flash-size", min=1)] = 1 << 20,
     page_size: Annotated[int, typer.Option("--page-size", min=16)] = 4096,
+    component: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--component",
+            help="A component (repeatable, in order; text or h'HEX' parts separated by /); the "
+            "first has SLOTS slots. Default: [h'00'], [h'01'], [h'02'].",
+        ),
+    ] = None,
+    decrypt_key: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--decrypt-key",
+            help="[KID=]FILE (repeatable): a key for encrypted payloads, an AES key-encryption "
+            "key or a private ECDH key (COSE_Key or PEM); KID (text or h'HEX') sets its kid.",
+        ),
+    ] = None,
+    profile: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--profile",
+            help="An MTI algorithm profile the device accepts (repeatable); a manifest outside "
+            "them is rejected (alg-unsupported). Default: any supported algorithm.",
+        ),
+    ] = None,
+    allow_equivalent: Annotated[
+        bool,
+        typer.Option(
+            "--allow-equivalent", help="With --profile: ES256/EdDSA count as ESP256/Ed25519."
+        ),
+    ] = False,
+    no_identity_checks: Annotated[
+        bool,
+        typer.Option(
+            "--no-identity-checks",
+            help="Accept manifests whose shared sequence does not check vendor and class ids.",
+        ),
+    ] = False,
+    hw_type: Annotated[
+        str | None,
+        typer.Option("--hw-type", help="Hardware module type OID (RFC 4108, `cms load`)."),
+    ] = None,
+    serial: Annotated[
+        str | None, typer.Option("--serial", help="Hardware serial number (hex; RFC 4108).")
+    ] = None,
+    community: Annotated[
+        list[str] | None,
+        typer.Option("--community", help="Community OID the device is in (repeatable)."),
+    ] = None,
 ) -> None:
-    """Create a device: components [h'00'] (SLOTS slots), [h'01'] and [h'02'] of FLASH_SIZE
-    bytes each, the trusted keys, an empty state and a device key for signing reports."""
+    """Create a device: components [h'00'] (SLOTS slots), [h'01'] and [h'02'] (or the
+    --component ones) of FLASH_SIZE bytes each, the trust anchors, the decryption keys, the
+    accepted algorithm profiles, an empty state and a device key for signing reports."""
     from suitkit.device.simulated import ComponentConfig, DeviceConfig, SimulatedDevice
 
+    ids = [_component_id(c) for c in component or []] or [(b"\x00",), (b"\x01",), (b"\x02",)]
+    if len(set(ids)) != len(ids):
+        raise typer.BadParameter("a component is named twice", param_hint="--component")
+    profiles = tuple(p.strip().lower() for p in profile or [])
+    if profiles:
+        from suitkit.encryption.profiles import PROFILES
+
+        for p in profiles:
+            if p not in PROFILES:
+                raise typer.BadParameter(
+                    f"unknown profile {p!r}; one of: {', '.join(PROFILES)}", param_hint="--profile"
+                )
+    if allow_equivalent and not profiles:
+        raise typer.BadParameter("--allow-equivalent goes with --profile")
+    serial_bytes = None
+    if serial is not None:
+        try:
+            serial_bytes = bytes.fromhex(serial.removeprefix("0x"))
+        except ValueError:
+            raise typer.BadParameter(f"{serial!r} is not hex", param_hint="--serial") from None
+    if hw_type is not None or community:
+        from suitkit.cms.der import is_valid_oid
+
+        for oid, hint in [(hw_type, "--hw-type"), *((c, "--community") for c in community or [])]:
+            if oid is not None and not is_valid_oid(oid):
+                raise typer.BadParameter(f"{oid!r} is not a dotted OID", param_hint=hint)
+    keys = [_decryption_key(k) for k in decrypt_key or []]
     config = DeviceConfig(
         _uuid(vendor_id, "--vendor-id"),
         _uuid(class_id, "--class-id"),
         _uuid(device_id, "--device-id"),
-        (
-            ComponentConfig((b"\x00",), flash_size, slots),
-            ComponentConfig((b"\x01",), flash_size),
-            ComponentConfig((b"\x02",), flash_size),
+        tuple(
+            ComponentConfig(cid, flash_size, slots if i == 0 else 1) for i, cid in enumerate(ids)
         ),
         page_size,
+        profiles=profiles,
+        allow_equivalent=allow_equivalent,
+        require_identity_checks=not no_identity_checks,
+        hw_type=hw_type,
+        serial=serial_bytes,
+        communities=tuple(community or ()),
     )
 
     def make() -> SimulatedDevice:
-        from suitkit.cose import CoseKey
+        from suitkit.device.simulated import load_trust_key
 
-        for p in trust:  # every trust anchor must load as a key
-            CoseKey.load(p)
-        return SimulatedDevice.init(directory, config, trust)  # also makes the report key
+        for p in trust:  # every trust anchor must load as a key (or a certificate)
+            load_trust_key(p.read_bytes(), p)
+        # also makes the report key
+        return SimulatedDevice.init(directory, config, trust, decryption_keys=keys)
 
     _guard(make)
-    typer.echo(
-        f"device initialised in {directory}: components [h'00'] x{slots} slots, [h'01'], "
-        f"[h'02'], {flash_size} bytes each; {len(trust)} trusted key(s); "
-        f"report key {directory / 'device-key.pub.pem'}"
-    )
+    from suitkit.format.manifest import component_id_text
+
+    names = [component_id_text(cid) for cid in ids]
+    names[0] += f" x{slots} slots"
+    lines = [
+        f"device initialised in {directory}: components {', '.join(names)}, {flash_size} bytes "
+        f"each; {len(trust)} trust anchor(s); report key {directory / 'device-key.pub.pem'}"
+    ]
+    if keys:
+        lines.append(
+            "decryption keys: "
+            + ", ".join(f"{k.kty.name.lower()} ({_kid_text(k.kid)})" for k in keys)
+        )
+    if profiles:
+        lines.append(f"algorithm profiles: {', '.join(profiles)}")
+    if hw_type is not None:
+        lines.append(
+            f"hardware module type {hw_type}"
+            + (f", serial {serial_bytes.hex()}" if serial_bytes is not None else "")
+        )
+    for line in lines:
+        typer.echo(line)
 
 
 @app.command("update")
@@ -213,17 +387,26 @@ def status(
     if as_json:
         typer.echo(json.dumps(st, indent=2))
         return
+    from suitkit.device.simulated import cid_from_key
+    from suitkit.format.manifest import component_id_text
+
     ident = st["identity"]
     typer.echo(f"device {directory}")
     typer.echo(f"  vendor-id {ident['vendor-id']}  class-id {ident['class-id']}")
     if ident.get("device-id"):
         typer.echo(f"  device-id {ident['device-id']}")
+    if ident.get("hw-type"):
+        typer.echo(f"  hardware type {ident['hw-type']}  serial {ident.get('serial') or 'none'}")
+    if ident.get("profiles"):
+        typer.echo(f"  algorithm profiles: {', '.join(ident['profiles'])}")
+    if not ident.get("require-identity-checks", True):
+        typer.echo("  identity checks in the shared sequence: not required")
     state = st["state"]
     sizes = {c["id"]: c["size"] for c in st["components"]}
     for item in st["contents"]:
         cid, length = item["component"], item["length"]
         content = "empty" if length is None else f"{length} bytes, {item['digest']}"
-        name = "[" + ", ".join(f"h'{p}'" for p in cid.split("/")) + "]"
+        name = component_id_text(cid_from_key(cid))
         typer.echo(f"  component {name} slot {item['slot']}: {content} (of {sizes[cid]})")
     boot_state = state["boot"]
     typer.echo(f"  boot: preferred slot {boot_state['preferred']}, active {boot_state['active']}")
@@ -233,6 +416,8 @@ def status(
         typer.echo(f"  sequence number ({key}): {n}")
     typer.echo(f"  journal: {state['journal'] or 'none'}")
     typer.echo(f"  trusted keys: {', '.join(st['trust']) or 'none'}")
+    keys = st.get("decryption-keys") or []
+    typer.echo(f"  decryption keys: {', '.join(keys) or 'none'}")
 
 
 @report_app.command("show")

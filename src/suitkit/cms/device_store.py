@@ -12,8 +12,10 @@ Layout of a device directory::
     reports/            receipts and error reports written by ``cms load``
 
 Every file is written atomically: a temporary file in the same directory, flushed and fsynced,
-then renamed over the target, and the directory fsynced. Until the simulated device
-(``suitkit.device``) hosts CMS loading, ``suitkit cms device-init`` creates such a directory.
+then renamed over the target, and the directory fsynced. ``suitkit cms device-init`` creates
+such a directory: a stand-in. The simulated device (``suitkit device init ... --hw-type OID
+--serial HEX``, :class:`suitkit.device.cms_host.SimulatedCmsDevice`) hosts CMS loading too, and
+``suitkit cms load`` accepts either directory.
 """
 
 from __future__ import annotations

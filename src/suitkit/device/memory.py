@@ -13,6 +13,9 @@ from suitkit.device.platform import DeviceIdentity, Platform
 from suitkit.errors import OperationFailedError
 from suitkit.format.manifest import ComponentIdentifier
 
+if TYPE_CHECKING:
+    from suitkit.cose.keys import CoseKey
+
 
 @dataclass
 class MemoryComponent:
@@ -68,6 +71,8 @@ class MemoryPlatform:
     sections: list[tuple[Procedure, int]] = field(default_factory=list)
     writes: int = 0
     bytes_written: int = 0
+    #: AES key-encryption keys and private ECDH keys for encrypted payloads
+    keys: Sequence[CoseKey] = ()
 
     @classmethod
     def create(
@@ -75,12 +80,13 @@ class MemoryPlatform:
         identity: DeviceIdentity,
         components: Mapping[ComponentIdentifier, int | MemoryComponent],
         payloads: Mapping[str, bytes] | None = None,
+        keys: Sequence[CoseKey] = (),
     ) -> MemoryPlatform:
         comps = {
             cid: c if isinstance(c, MemoryComponent) else MemoryComponent(c)
             for cid, c in components.items()
         }
-        return cls(identity, comps, MemoryFetcher(payloads or {}))
+        return cls(identity, comps, MemoryFetcher(payloads or {}), keys=tuple(keys))
 
     def _get(self, cid: ComponentIdentifier) -> MemoryComponent:
         try:
@@ -147,6 +153,10 @@ class MemoryPlatform:
     def record_update(self, manifest_key: str, sequence_number: int, envelope: bytes) -> None:
         self.sequence_numbers[manifest_key] = sequence_number
         self.installed[manifest_key] = envelope
+
+    # keys
+    def decryption_keys(self) -> Sequence[CoseKey]:
+        return self.keys
 
     # custom commands
     def custom_commands(self) -> frozenset[int]:

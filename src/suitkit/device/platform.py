@@ -17,17 +17,21 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from suitkit.device.events import CommandEvent, Procedure
 from suitkit.format.manifest import ComponentIdentifier
 from suitkit.format.parameters import CborPen
+
+if TYPE_CHECKING:
+    from suitkit.cose.keys import CoseKey
 
 __all__ = [
     "Clock",
     "ComponentStorage",
     "ComponentWriter",
     "CustomCommands",
+    "DecryptionKeys",
     "DeviceIdentity",
     "Fetcher",
     "Invoker",
@@ -160,8 +164,24 @@ class CustomCommands(Protocol):
         ...
 
 
+class DecryptionKeys(Protocol):
+    """The device's keys for encrypted payloads (draft-ietf-suit-firmware-encryption §4)."""
+
+    def decryption_keys(self) -> Sequence[CoseKey]:
+        """AES key-encryption keys (AES-KW) and private EC2/OKP keys (ECDH-ES), each with the
+        kid a COSE_recipient names it by (a key without a kid is tried for any recipient)."""
+        ...
+
+
 class Platform(
-    ComponentStorage, Fetcher, Invoker, Clock, PersistentState, CustomCommands, Protocol
+    ComponentStorage,
+    Fetcher,
+    Invoker,
+    Clock,
+    PersistentState,
+    CustomCommands,
+    DecryptionKeys,
+    Protocol,
 ):
     """Everything the processor uses, one method per action."""
 

@@ -21,16 +21,28 @@ Then the abstract machine of §6.4-§6.7 runs: per-component parameters; compone
 list or true (§6.5); soft-failure scoped to its command sequence (§8.4.8.14); strict-order with
 the Parallel Processing Interpreter's checks (§6.7), although commands run sequentially.
 
-Payloads stream: fetch, copy and write move chunks from their source through a digest into a
-:class:`~suitkit.device.platform.ComponentWriter`, and refuse a payload larger than image-size or
-than the component at the first byte past the end; image-match reads the component back in chunks
-and the processor hashes it (the platform is never asked to compare digests).
+Payloads stream: fetch, copy and write move chunks from their source into a
+:class:`~suitkit.device.platform.ComponentWriter` (through a digest when the directive's
+reporting policy asks for system information on success, the only place that measurement goes),
+and refuse a payload larger than image-size or than the component at the first byte past the
+end; image-match reads the component back in chunks and the processor hashes it (the platform is
+never asked to compare digests).
+
+Encrypted payloads (draft-ietf-suit-firmware-encryption-24 §3-5): encryption-info (19) is
+checked before anything runs (a content or key distribution algorithm suitkit lacks is
+alg-unsupported); copy and write into a component whose encryption-info is set stream through
+:func:`suitkit.encryption.decrypt.decrypt_chunks` with the platform's keys. The content key is
+unwrapped before the target is opened for writing (a missing key, operation-failed, or a key that
+does not unwrap it, unauthorised, leaves the target as it was), and the writer is committed only
+once the whole ciphertext was decrypted, so an AEAD tag that does not verify (unauthorised) aborts
+the write: unauthenticated plaintext never becomes the component's content. Image-size bounds the
+plaintext. Fetch never decrypts.
 """
 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -50,7 +62,14 @@ from suitkit.errors import (
     SuitError,
 )
 from suitkit.format import cbor
-from suitkit.format.codepoints import Command, CoseAlgorithm, ManifestKey, Parameter, ReportReason
+from suitkit.format.codepoints import (
+    Command,
+    CoseAlgorithm,
+    ManifestKey,
+    Parameter,
+    ReportingPolicy,
+    ReportReason,
+)
 from suitkit.format.commands import (
     CommandSequence,
     CustomCommand,
@@ -73,9 +92,11 @@ from suitkit.format.manifest import (
     Manifest,
     component_id_text,
 )
+from suitkit.format.parameters import EncryptionInfo
 
 if TYPE_CHECKING:
     from suitkit.cose.keys import CoseKey
+    from suitkit.format.authentication import AuthenticatedEnvelope
 
 __all__ = [
     "IMPLEMENTED_COMMANDS",
@@ -84,6 +105,7 @@ __all__ = [
     "Processor",
     "ProcessorLimits",
     "authenticated_envelope",
+    "check_profiles",
     "claimed_digest",
     "manifest_key",
 ]
@@ -130,6 +152,7 @@ SUPPORTED_PARAMETERS = frozenset(
         Parameter.FETCH_ARGUMENTS,
         Parameter.STRICT_ORDER,
         Parameter.SOFT_FAILURE,
+        Parameter.ENCRYPTION_INFO,
     }
 )
 
@@ -147,9 +170,14 @@ _CONSUMES: dict[int, tuple[int, ...]] = {
         Parameter.IMAGE_DIGEST,
         Parameter.IMAGE_SIZE,
     ),
-    Command.COPY: (Parameter.SOURCE_COMPONENT, Parameter.IMAGE_DIGEST, Parameter.IMAGE_SIZE),
+    Command.COPY: (
+        Parameter.SOURCE_COMPONENT,
+        Parameter.IMAGE_DIGEST,
+        Parameter.IMAGE_SIZE,
+        Parameter.ENCRYPTION_INFO,
+    ),
     Command.SWAP: (Parameter.SOURCE_COMPONENT,),
-    Command.WRITE: (Parameter.CONTENT,),
+    Command.WRITE: (Parameter.CONTENT, Parameter.ENCRYPTION_INFO),
     Command.INVOKE: (Parameter.INVOKE_ARGS,),
 }
 
@@ -180,12 +208,20 @@ def authenticated_envelope(
     trusted_keys: Iterable[CoseKey],
     *,
     severed: Mapping[int, bytes] | Iterable[bytes] | None = None,
+    profiles: Sequence[str] = (),
+    allow_equivalent: bool = False,
 ) -> Envelope:
     """Authenticate ``data`` (signature, then severable members against their digests) and
-    return the envelope with every supplied severed member in place (§6.2, §8.5)."""
+    return the envelope with every supplied severed member in place (§6.2, §8.5).
+
+    With ``profiles`` (names of draft-ietf-suit-mti algorithm profiles), the envelope must use
+    the algorithms of one of them throughout (:func:`check_profiles`), else
+    AlgorithmUnsupportedError (alg-unsupported) before anything of the manifest runs."""
     from suitkit.format.authentication import authenticate
 
     auth = authenticate(data, trusted_keys, severed=severed)
+    if profiles:
+        check_profiles(auth, profiles, allow_equivalent=allow_equivalent)
     env = auth.envelope
     extra: dict[int, SeverableMember] = {}
     for key in SEVERABLE_SEQUENCES:
@@ -196,6 +232,34 @@ def authenticated_envelope(
     if not extra:
         return env
     return replace(env, severable={**env.severable, **extra})
+
+
+def check_profiles(
+    authenticated: AuthenticatedEnvelope,
+    profiles: Sequence[str],
+    *,
+    allow_equivalent: bool = False,
+) -> str:
+    """The first of ``profiles`` (draft-ietf-suit-mti §5.2: a recipient "either accept[s] or
+    reject[s] a manifest based on the algorithm profile it uses") whose algorithms the
+    authenticated envelope uses throughout (digests, authentication, key exchange, content
+    encryption); AlgorithmUnsupportedError (alg-unsupported) when it is outside all of them."""
+    from suitkit.encryption.profiles import check_envelope
+
+    reasons: list[str] = []
+    for name in profiles:
+        try:
+            check_envelope(authenticated, name, allow_equivalent=allow_equivalent)
+        except AlgorithmUnsupportedError as exc:
+            reasons.append(exc.message)
+            continue
+        return name
+    raise AlgorithmUnsupportedError(
+        "the manifest is outside the algorithm profiles this device accepts ("
+        + ", ".join(profiles)
+        + "): "
+        + "; ".join(reasons)
+    )
 
 
 def claimed_digest(data: bytes) -> Digest | None:
@@ -273,7 +337,14 @@ class Processor:
     ``reporter`` receives every :class:`CommandEvent` as it happens. ``require_identity_checks``
     enforces §6.2's SHOULD (the shared sequence checks vendor and class identifiers).
     ``require_verified_invoke`` refuses to invoke a component whose content has not passed
-    image-match (or check-content) since it was last written in this run.
+    image-match (or check-content) since it was last written in this run. ``profiles`` (names
+    of draft-ietf-suit-mti algorithm profiles) restricts what :meth:`run_bytes` accepts: an
+    envelope outside all of them is rejected with alg-unsupported (``allow_equivalent``: ES256
+    and EdDSA count as ESP256 and Ed25519).
+
+    Encrypted payloads (draft-ietf-suit-firmware-encryption): copy and write into a component
+    whose encryption-info is set decrypt with the platform's
+    :meth:`~suitkit.device.platform.Platform.decryption_keys`; fetch never decrypts.
     """
 
     def __init__(
@@ -284,8 +355,12 @@ class Processor:
         reporter: Reporter | None = None,
         require_identity_checks: bool = True,
         require_verified_invoke: bool = True,
+        profiles: Sequence[str] = (),
+        allow_equivalent: bool = False,
     ) -> None:
         self.platform = platform
+        self.profiles = tuple(profiles)
+        self.allow_equivalent = allow_equivalent
         self.limits = limits or ProcessorLimits()
         self.reporter = reporter
         self.require_identity_checks = require_identity_checks
@@ -326,7 +401,13 @@ class Processor:
         carries the failure reason (unauthorised, cbor-parse, cose-unsupported...) and the
         claimed manifest digest when there is one, so that it too can be reported."""
         try:
-            envelope = authenticated_envelope(data, trusted_keys, severed=severed)
+            envelope = authenticated_envelope(
+                data,
+                trusted_keys,
+                severed=severed,
+                profiles=self.profiles,
+                allow_equivalent=self.allow_equivalent,
+            )
         except SuitError as exc:
             return RunResult.rejected(procedure, exc, claimed_digest(data))
         return self.run(envelope, procedure)
@@ -487,6 +568,26 @@ class Processor:
                         section=section,
                         offset=offset,
                     )
+                if code == Parameter.ENCRYPTION_INFO:
+                    # firmware encryption §4: a content or key distribution algorithm this
+                    # processor lacks (or malformed info) is refused before anything runs
+                    _check_encryption_info(value, section, offset)
+
+
+def _check_encryption_info(value: Any, section: int, offset: int) -> None:
+    """The keyless pre-flight check of a suit-parameter-encryption-info value (well-formed, a
+    supported content algorithm, a recipient with a supported key distribution)."""
+    from suitkit.encryption.decrypt import check_supported
+
+    try:
+        if not isinstance(value, EncryptionInfo):
+            raise ParameterUnsupportedError("encryption-info must be a bstr-wrapped COSE_Encrypt")
+        check_supported(value)
+    except SuitError as exc:
+        if exc.section is None:
+            exc.section, exc.offset = section, offset
+        exc.message = f"encryption-info: {exc.message}"
+        raise
 
 
 _Handler = Callable[["_Machine", int, PolicyCommand, dict[int, Any]], None]
@@ -826,7 +927,19 @@ class _Machine:
         what: str,
         measured: dict[int, Any],
         bounds: tuple[int, int | None] | None = None,
+        *,
+        cmd: PolicyCommand | None = None,
     ) -> None:
+        """Stream ``chunks`` into component ``ci``: the first chunk is had before the component
+        is opened (erased); past ``image-size`` (or the component's size) the write is refused;
+        the writer is committed only after the last chunk, aborted on any exception.
+
+        The size written is always measured. The digest of what was written is measured in
+        the same pass (each chunk goes through the hash on its way to the flash) when the
+        directive's reporting policy sends system information on success (§8.4.10: the place
+        the measured digest of a successful store goes). Integrity is image-match's business:
+        it reads the component back and the core hashes what the platform returns, so a
+        second hash of every payload in the store would only slow the update down."""
         cid = self.components[ci]
         limit, size = bounds if bounds is not None else self._bounds(ci)
         digest = self.params[ci].get(Parameter.IMAGE_DIGEST)
@@ -835,11 +948,13 @@ class _Machine:
             if isinstance(digest, Digest) and digest.is_supported
             else CoseAlgorithm.SHA_256
         )
-        hasher = Hasher(alg)
+        sysinfo = ReportingPolicy.SEND_SYSINFO_SUCCESS.mask
+        hasher = Hasher(alg) if cmd is None or cmd.reporting_policy & sysinfo else None
         it = iter(chunks)
         try:
             first = next(it, None)  # a payload that cannot be had does not erase the component
             writer = self.platform.open_write(cid, size)
+            self.verified.discard(ci)  # erased: whatever passed image-match is gone
             received = 0
             try:
                 chunk = first
@@ -851,7 +966,8 @@ class _Machine:
                             f"({'image-size' if size is not None else 'component size'}): "
                             f"refused at byte {limit + 1}"
                         )
-                    hasher.update(chunk)
+                    if hasher is not None:
+                        hasher.update(chunk)
                     writer.write(chunk)
                     chunk = next(it, None)
             except BaseException:
@@ -864,7 +980,8 @@ class _Machine:
                 close()
         self.verified.discard(ci)
         measured[Parameter.IMAGE_SIZE] = received
-        measured[Parameter.IMAGE_DIGEST] = Digest(alg, hasher.digest())
+        if hasher is not None:
+            measured[Parameter.IMAGE_DIGEST] = Digest(alg, hasher.digest())
 
     def _source_index(self, ci: int, verb: str) -> int:
         src = self.params[ci].get(Parameter.SOURCE_COMPONENT)
@@ -981,7 +1098,28 @@ def _fetch(m: _Machine, ci: int, cmd: PolicyCommand, measured: dict[int, Any]) -
         # the fetcher learns the limit: one that knows the length up front (Content-Length)
         # refuses a longer payload before the component is erased
         chunks = m.platform.fetch(uri, params.get(Parameter.FETCH_ARGUMENTS), limit=bounds[0])
-    m._store(ci, chunks, uri, measured, bounds)
+    m._store(ci, chunks, uri, measured, bounds, cmd=cmd)
+
+
+def _decrypting(
+    m: _Machine, ci: int, chunks: Iterable[bytes | memoryview]
+) -> Iterable[bytes | memoryview]:
+    """``chunks`` decrypted when encryption-info is set for component ``ci`` (firmware
+    encryption §3.1-3.2); else ``chunks`` as they are.
+
+    Lazily: the content key is unwrapped at the first ``next()``, which :meth:`_Machine._store`
+    calls before it opens the writer, so a device without the key (or whose key does not unwrap
+    the content key) fails before the target is erased. An AEAD tag that does not verify raises
+    AuthenticationError from the last ``next()``: the store aborts its writer, and the
+    unauthenticated plaintext is never committed. Encryption-info stays set for the component
+    (parameters persist for the procedure): every copy or write into it decrypts.
+    """
+    info = m.params[ci].get(Parameter.ENCRYPTION_INFO)
+    if info is None:
+        return chunks
+    from suitkit.encryption.decrypt import decrypt_chunks
+
+    return decrypt_chunks(info, m.platform.decryption_keys(), chunks)
 
 
 def _copy(m: _Machine, ci: int, cmd: PolicyCommand, measured: dict[int, Any]) -> None:
@@ -990,9 +1128,10 @@ def _copy(m: _Machine, ci: int, cmd: PolicyCommand, measured: dict[int, Any]) ->
     m._target(ci)
     m._store(
         ci,
-        m.platform.read(m.components[src], m.limits.chunk_size),
+        _decrypting(m, ci, m.platform.read(m.components[src], m.limits.chunk_size)),
         f"component {src}",
         measured,
+        cmd=cmd,
     )
 
 
@@ -1001,7 +1140,7 @@ def _write(m: _Machine, ci: int, cmd: PolicyCommand, measured: dict[int, Any]) -
     if content is None:
         raise OperationFailedError("write: content is not set")
     m._target(ci)
-    m._store(ci, m._chunks(content), "content", measured)
+    m._store(ci, _decrypting(m, ci, m._chunks(content)), "content", measured, cmd=cmd)
 
 
 def _swap(m: _Machine, ci: int, cmd: PolicyCommand, measured: dict[int, Any]) -> None:

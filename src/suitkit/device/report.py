@@ -298,7 +298,24 @@ class SuitReport:
 
 def capability_report(components: Sequence[ComponentIdentifier]) -> dict[int, Any]:
     """SUIT_Capability_Report (§5) of this processor on a device with ``components``."""
-    algs = sorted({*DIGEST_ALGORITHMS, *SIGNATURE_ALGORITHMS}, key=int)
+    from suitkit.encryption.cose_encrypt import (
+        CONTENT_ALGORITHMS,
+        ECDH_ALGORITHMS,
+        KEY_WRAP_ALGORITHMS,
+    )
+
+    # digests, manifest signatures, and the payload encryption algorithms (content and key
+    # distribution) copy and write decrypt with (draft-ietf-suit-firmware-encryption)
+    algs = sorted(
+        {
+            *DIGEST_ALGORITHMS,
+            *SIGNATURE_ALGORITHMS,
+            *CONTENT_ALGORITHMS,
+            *KEY_WRAP_ALGORITHMS,
+            *ECDH_ALGORITHMS,
+        },
+        key=int,
+    )
     return {
         CapabilityKey.COMPONENT_CAPABILITIES: [list(c) for c in components],
         CapabilityKey.COMMAND_CAPABILITIES: sorted(int(c) for c in IMPLEMENTED_COMMANDS),

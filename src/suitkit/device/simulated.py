@@ -55,7 +55,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from suitkit.device.events import Procedure, RunResult
 from suitkit.device.fetch import FetcherBase
@@ -71,6 +71,9 @@ from suitkit.format.codepoints import ManifestKey
 from suitkit.format.envelope import Envelope
 from suitkit.format.manifest import ComponentIdentifier
 
+if TYPE_CHECKING:
+    from suitkit.cose.keys import CoseKey
+
 __all__ = [
     "BootResult",
     "ComponentConfig",
@@ -78,6 +81,7 @@ __all__ = [
     "FaultInjector",
     "PowerCut",
     "SimulatedDevice",
+    "load_trust_key",
 ]
 
 DEFAULT_PAGE = 4096
@@ -119,18 +123,40 @@ class ComponentConfig:
 
 @dataclass(frozen=True)
 class DeviceConfig:
+    """What ``device.json`` holds: the identity, the components, the processor policy.
+
+    ``profiles``: the draft-ietf-suit-mti algorithm profiles the device accepts (empty: any
+    algorithm suitkit supports); ``allow_equivalent`` lets ES256/EdDSA stand for ESP256/Ed25519.
+    ``require_identity_checks``: refuse a manifest whose shared sequence does not check the
+    vendor and class identifiers (manifest §6.2, a SHOULD; the firmware-encryption draft's
+    examples have no shared sequence). ``hw_type`` (an OID) and ``serial`` identify the device
+    as an RFC 4108 hardware module (``suitkit cms load``), ``communities`` its community OIDs.
+    """
+
     vendor_id: uuid.UUID
     class_id: uuid.UUID
     device_id: uuid.UUID | None
     components: tuple[ComponentConfig, ...]
     page_size: int = DEFAULT_PAGE
+    profiles: tuple[str, ...] = ()
+    allow_equivalent: bool = False
+    require_identity_checks: bool = True
+    hw_type: str | None = None
+    serial: bytes | None = None
+    communities: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
             "vendor-id": str(self.vendor_id),
             "class-id": str(self.class_id),
             "device-id": str(self.device_id) if self.device_id else None,
+            "hw-type": self.hw_type,
+            "serial": self.serial.hex() if self.serial is not None else None,
+            "communities": list(self.communities),
             "page-size": self.page_size,
+            "profiles": list(self.profiles),
+            "allow-equivalent": self.allow_equivalent,
+            "require-identity-checks": self.require_identity_checks,
             "components": [
                 {"id": cid_key(c.id), "size": c.size, "slots": c.slots} for c in self.components
             ],
@@ -138,6 +164,7 @@ class DeviceConfig:
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> DeviceConfig:
+        serial = d.get("serial")
         return cls(
             uuid.UUID(d["vendor-id"]),
             uuid.UUID(d["class-id"]),
@@ -147,6 +174,12 @@ class DeviceConfig:
                 for c in d["components"]
             ),
             int(d.get("page-size", DEFAULT_PAGE)),
+            tuple(str(p) for p in d.get("profiles") or ()),
+            bool(d.get("allow-equivalent", False)),
+            bool(d.get("require-identity-checks", True)),
+            d.get("hw-type"),
+            bytes.fromhex(serial) if serial is not None else None,
+            tuple(str(c) for c in d.get("communities") or ()),
         )
 
 
@@ -200,16 +233,25 @@ class _FlashWriter:
             raise ValueError("writer closed")
         if self._pos + len(self._buf) + len(chunk) > self._capacity:
             raise OperationFailedError("write past the end of the component")
-        self._buf += chunk
         page = self._dev.config.page_size
+        if not self._buf and len(chunk) >= page:
+            # page-aligned so far: program the chunk's whole pages straight from it (no copy)
+            whole = len(chunk) - len(chunk) % page
+            with memoryview(chunk) as view:
+                for off in range(0, whole, page):
+                    self._dev.fault.tick()
+                    os.pwrite(self._fd, view[off : off + page], self._pos)
+                    self._pos += page
+                self._buf += view[whole:]
+            return
+        self._buf += chunk
         if len(self._buf) >= page:
             whole = len(self._buf) - len(self._buf) % page
-            view = memoryview(self._buf)
-            for off in range(0, whole, page):
-                self._dev.fault.tick()
-                os.pwrite(self._fd, view[off : off + page], self._pos)
-                self._pos += page
-            view.release()
+            with memoryview(self._buf) as view:
+                for off in range(0, whole, page):
+                    self._dev.fault.tick()
+                    os.pwrite(self._fd, view[off : off + page], self._pos)
+                    self._pos += page
             del self._buf[:whole]
 
     def commit(self) -> None:
@@ -229,7 +271,13 @@ class _FlashWriter:
         self._dev._set_length(self._slot_key, self._pos)
 
     def abort(self) -> None:
+        """Close, and erase the pages programmed so far: the slot stays empty, and nothing of
+        an aborted write (e.g. plaintext whose AEAD tag did not verify) is left in flash."""
         self._close()
+        self._buf = bytearray()
+        programmed, self._pos = self._pos, 0
+        if programmed:
+            self._dev._erase_pages(self._slot_key, 0, programmed)
 
     def _close(self) -> None:
         if self._fd is not None:
@@ -271,6 +319,7 @@ class SimulatedDevice:
         #: The reports written since this object was created, oldest first.
         self.reports: list[Path] = []
         self._pending: tuple[bytes, int] | None = None
+        self._keys: tuple[CoseKey, ...] | None = None
 
     # --- creation ---
 
@@ -282,18 +331,31 @@ class SimulatedDevice:
         trust: Iterable[Path] = (),
         *,
         device_key: Any = None,
+        decryption_keys: Iterable[CoseKey] = (),
     ) -> SimulatedDevice:
-        """Create a device directory: erased flash, the trust anchors, an empty state and the
-        device key that signs reports (``device_key``, a private CoseKey; generated, ESP256,
-        when not given)."""
+        """Create a device directory: erased flash, the trust anchors (public keys, X.509
+        certificates, MAC keys), the decryption keys (``decryption_keys``: private CoseKeys,
+        stored as COSE_Key files with their kid, mode 0600), an empty state and the device key
+        that signs reports (``device_key``, a private CoseKey; generated, ESP256, when not
+        given)."""
         from suitkit.cose.keys import CoseKey
         from suitkit.format.codepoints import CoseAlgorithm
 
         d = Path(directory)
         if (d / "device.json").exists():
             raise OperationFailedError(f"{d} already holds a device")
-        for sub in ("flash", "manifests", "trust", "reports"):
+        dkeys = list(decryption_keys)
+        for dk in dkeys:
+            if not dk.is_private:
+                raise OperationFailedError(
+                    f"{dk!r} is a public key: a decryption key is a key-encryption key or a "
+                    "private ECDH key"
+                )
+        for sub in ("flash", "manifests", "trust", "reports", "keys"):
             (d / sub).mkdir(parents=True, exist_ok=True)
+        os.chmod(d / "keys", 0o700)
+        for i, dk in enumerate(dkeys):
+            dk.save(d / "keys" / f"{i:02d}.cose_key", private=True)
         lengths: dict[str, int | None] = {}
         for c in config.components:
             for s in range(c.slots):
@@ -316,10 +378,24 @@ class SimulatedDevice:
         _atomic_write(d / "device.json", json.dumps(config.to_json(), indent=1).encode())
         return cls(d)
 
-    def trusted_keys(self) -> list[Any]:
-        from suitkit.cose.keys import CoseKey
+    def trust_files(self) -> list[Path]:
+        """The trust anchor files, in order."""
+        return sorted(p for p in (self.dir / "trust").iterdir() if p.is_file())
 
-        return [CoseKey.load(p) for p in sorted((self.dir / "trust").iterdir()) if p.is_file()]
+    def trusted_keys(self) -> list[CoseKey]:
+        """The keys that may authenticate manifests: public keys (PEM, DER, COSE_Key), the
+        public keys of X.509 certificates, and MAC keys (COSE_Key)."""
+        return [load_trust_key(p.read_bytes(), p) for p in self.trust_files()]
+
+    def decryption_keys(self) -> Sequence[CoseKey]:
+        """The device's keys for encrypted payloads (``keys/*.cose_key``)."""
+        if self._keys is None:
+            from suitkit.cose.keys import CoseKey
+
+            folder = self.dir / "keys"
+            files = sorted(folder.glob("*.cose_key")) if folder.is_dir() else []
+            self._keys = tuple(CoseKey.load(p) for p in files)
+        return self._keys
 
     def device_key(self) -> Any:
         """The private key that signs this device's reports (None if the directory has none)."""
@@ -599,7 +675,27 @@ class SimulatedDevice:
         return (active + 1) % comp.slots if comp.slots > 1 else 0
 
     def _processor(self, reporter: Reporter | None = None) -> Processor:
-        return Processor(self, limits=self.limits, reporter=reporter)
+        return Processor(
+            self,
+            limits=self.limits,
+            reporter=reporter,
+            require_identity_checks=self.config.require_identity_checks,
+            profiles=self.config.profiles,
+            allow_equivalent=self.config.allow_equivalent,
+        )
+
+    def _authenticate(
+        self, data: bytes, severed: Mapping[int, bytes] | Iterable[bytes] | None = None
+    ) -> Envelope:
+        """Authenticate with the trust anchors; an envelope outside the device's algorithm
+        profiles is refused here (alg-unsupported), before anything runs."""
+        return authenticated_envelope(
+            data,
+            self.trusted_keys(),
+            severed=severed,
+            profiles=self.config.profiles,
+            allow_equivalent=self.config.allow_equivalent,
+        )
 
     def update(
         self,
@@ -613,7 +709,7 @@ class SimulatedDevice:
         not authenticate (or whose manifest does not parse) is a rejected run, which writes
         nothing but its report (reason unauthorised, cbor-parse...)."""
         try:
-            env = authenticated_envelope(data, self.trusted_keys(), severed=severed)
+            env = self._authenticate(data, severed)
         except SuitError as exc:
             result = RunResult.rejected(Procedure.UPDATE, exc, claimed_digest(data))
             self._report(result, "update")
@@ -640,7 +736,7 @@ class SimulatedDevice:
         return result
 
     def _load(self, name: str) -> Envelope:
-        return authenticated_envelope((self.dir / name).read_bytes(), self.trusted_keys())
+        return self._authenticate((self.dir / name).read_bytes())
 
     def _abandon_journal(self) -> None:
         """Undo what can be undone (swaps, newest first) and close the journal. Reverting is
@@ -779,8 +875,63 @@ class SimulatedDevice:
             "contents": contents,
             "state": self.state,
             "trust": sorted(p.name for p in (self.dir / "trust").iterdir()),
+            "decryption-keys": [_key_text(k) for k in self.decryption_keys()],
             "reports": sorted(p.name for p in reports.glob("*.report")) if reports.is_dir() else [],
         }
+
+
+def load_trust_key(data: bytes, where: Path | str | None = None) -> CoseKey:
+    """A trust anchor as a CoseKey: an X.509 certificate (PEM or DER; its public key), or a key
+    ``CoseKey.load`` reads (PEM, DER, COSE_Key; a MAC key is a symmetric COSE_Key)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    from suitkit.cose.keys import CoseKey
+    from suitkit.errors import KeyFormatError
+
+    if b"-----BEGIN CERTIFICATE" in data or (data[:1] == b"\x30" and _is_der_certificate(data)):
+        try:
+            cert = (
+                x509.load_pem_x509_certificate(data)
+                if data.lstrip().startswith(b"-----BEGIN")
+                else x509.load_der_x509_certificate(data)
+            )
+            spki = cert.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        except (ValueError, TypeError) as exc:
+            raise KeyFormatError(f"not a usable certificate{_in(where)}: {exc}") from None
+        return CoseKey.from_pem(spki)
+    try:
+        return CoseKey.load(data)
+    except SuitError as exc:
+        exc.message = f"{exc.message}{_in(where)}"
+        raise
+
+
+def _key_text(key: CoseKey) -> str:
+    """``symmetric, kid 'kid-1'``: a decryption key, without its material."""
+    kind = key.kty.name.lower() + (f" {key.curve.name}" if key.curve is not None else "")
+    kid = key.kid
+    if kid is None:
+        return f"{kind}, no kid"
+    if kid and all(0x20 < b < 0x7F for b in kid) and b"'" not in kid:
+        return f"{kind}, kid '{kid.decode()}'"
+    return f"{kind}, kid h'{kid.hex()}'"
+
+
+def _in(where: Path | str | None) -> str:
+    return f" in {where}" if where is not None else ""
+
+
+def _is_der_certificate(data: bytes) -> bool:
+    from cryptography import x509
+
+    try:
+        x509.load_der_x509_certificate(data)
+    except ValueError:
+        return False
+    return True
 
 
 def _erased_file(path: Path, size: int) -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 from suitkit.device.events import CommandEvent, RunResult
 from suitkit.format.digest import Digest
-from suitkit.format.parameters import parameter_name
+from suitkit.format.parameters import EncryptionInfo, parameter_name
 
 
 def _value(v: Any) -> str:
@@ -14,7 +14,36 @@ def _value(v: Any) -> str:
         return f"{v.algorithm_name}:{v.value.hex()}"
     if isinstance(v, bytes):
         return f"h'{v.hex()}'" if len(v) <= 32 else f"h'{v[:16].hex()}...' ({len(v)} bytes)"
+    if isinstance(v, EncryptionInfo):
+        return _encryption_info(v)
     return str(v)
+
+
+def _encryption_info(info: EncryptionInfo) -> str:
+    """``<<COSE_Encrypt A128GCM, A128KW kid 'kid-1'>>``: algorithms and kids, not the bytes."""
+    from suitkit.encryption.cose_encrypt import CoseEncrypt
+    from suitkit.errors import SuitError
+
+    try:
+        enc = CoseEncrypt.decode(info.encoded)
+        recipients = []
+        for rec in enc.recipients:
+            try:
+                alg = rec.alg.spec_name
+            except SuitError:
+                alg = "?"
+            kid = rec.kid
+            if kid is not None:
+                shown = (
+                    f"'{kid.decode()}'"
+                    if kid and all(0x20 < b < 0x7F for b in kid) and b"'" not in kid
+                    else f"h'{kid.hex()}'"
+                )
+                alg += f" kid {shown}"
+            recipients.append(alg)
+        return f"<<COSE_Encrypt {enc.alg.spec_name}, {'; '.join(recipients)}>>"
+    except SuitError:
+        return f"<<{len(info.encoded)} bytes>>"
 
 
 def _params(p: Any) -> str:
