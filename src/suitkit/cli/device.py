@@ -179,7 +179,7 @@ def init(
         typer.Option(
             "--component",
             help="A component (repeatable, in order; text or h'HEX' parts separated by /); the "
-            "first has SLOTS slots. Default: [h'00'], [h'01'], [h'02'].",
+            "first has SLOTS slots. Default: h'00', h'01', h'02'.",
         ),
     ] = None,
     decrypt_key: Annotated[
