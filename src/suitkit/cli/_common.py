@@ -6,7 +6,6 @@ This module imports neither typer nor rich, so that the fast ``verify`` path sta
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -57,23 +56,10 @@ def read_input(path: Path, limit: int = 64 * 1024 * 1024) -> bytes:
 
 
 def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write ``data`` to ``path`` so that a crash leaves the old file or the new one, never half."""
-    import tempfile
+    """Write ``data`` to ``path`` so that a crash leaves the old file or the new one."""
+    from suitkit.files import atomic_write
 
-    path = Path(path)
-    directory = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    atomic_write(Path(path), data, mode=mode)
 
 
 def run_verify(envelope: Path, keys: list[Path], severed: list[Path], as_json: bool) -> None:

@@ -31,6 +31,7 @@ from typing import Any
 
 from suitkit.cms.device import FirmwareWriter, package_key, replaces
 from suitkit.cms.model import InstalledPackage, PackageName, TrustAnchor
+from suitkit.files import atomic_write as _atomic_write
 
 CONFIG_FILE = "cms-device.json"
 STATE_FILE = "cms-state.json"
@@ -40,19 +41,7 @@ DEFAULT_FLASH_SIZE = 256 << 20
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Write ``data`` to ``path`` atomically (temp file + fsync + rename + directory fsync)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    _fsync_dir(path.parent)
+    _atomic_write(path, data, mode=mode)
 
 
 def _fsync_dir(directory: Path) -> None:

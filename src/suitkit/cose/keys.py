@@ -31,7 +31,6 @@ import hashlib
 import os
 import secrets
 import sys
-import tempfile
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -46,6 +45,7 @@ if TYPE_CHECKING:
 
 from suitkit.cose._lazy import LazyModule
 from suitkit.errors import AlgorithmUnsupportedError, KeyFormatError, SuitError
+from suitkit.files import atomic_write
 from suitkit.format import cbor
 from suitkit.format.codepoints import (
     CoseAlgorithm,
@@ -1053,24 +1053,4 @@ def _file_lock(path: Path) -> Iterator[None]:
 
 
 def _atomic_write(path: Path, data: bytes, *, mode: int) -> None:
-    """Replace ``path`` with ``data``: write a temporary file in the same directory, fsync it,
-    rename it over ``path``, fsync the directory."""
-    directory = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    if sys.platform != "win32":
-        dfd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+    atomic_write(path, data, mode=mode)

@@ -50,7 +50,6 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -67,6 +66,7 @@ from suitkit.device.processor import (
     claimed_digest,
 )
 from suitkit.errors import OperationFailedError, SuitError
+from suitkit.files import atomic_write
 from suitkit.format.codepoints import ManifestKey
 from suitkit.format.envelope import Envelope
 from suitkit.format.manifest import ComponentIdentifier
@@ -198,18 +198,7 @@ class BootResult:
 
 
 def _atomic_write(path: Path, data: bytes, durable: bool = True) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            if durable:
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, data, durable=durable)
 
 
 class _FlashWriter:
