@@ -234,11 +234,11 @@ class SetComponentIndex:
 
 
 @dataclass(frozen=True, slots=True)
-class OverrideParameters:
-    """suit-directive-override-parameters (§8.4.10.3)."""
+class _ParametersDirective:
+    """A directive whose argument is a map of parameters."""
 
     parameters: Parameters
-    code: ClassVar[int] = Command.OVERRIDE_PARAMETERS
+    code: ClassVar[int]
 
     @property
     def name(self) -> str:
@@ -255,24 +255,17 @@ class OverrideParameters:
 
 
 @dataclass(frozen=True, slots=True)
-class SetParameters:
+class OverrideParameters(_ParametersDirective):
+    """suit-directive-override-parameters (§8.4.10.3): replaces the listed parameters."""
+
+    code: ClassVar[int] = Command.OVERRIDE_PARAMETERS
+
+
+@dataclass(frozen=True, slots=True)
+class SetParameters(_ParametersDirective):
     """suit-directive-set-parameters (trust domains §6.4): sets only parameters not yet set."""
 
-    parameters: Parameters
     code: ClassVar[int] = Command.SET_PARAMETERS
-
-    @property
-    def name(self) -> str:
-        return command_name(self.code)
-
-    def argument_cbor(self) -> Any:
-        return self.parameters.to_cbor()
-
-    def argument_diag(self) -> Any:
-        return self.parameters.to_diag()
-
-    def argument_json(self) -> Any:
-        return self.parameters.to_json()
 
 
 @dataclass(frozen=True, slots=True)
