@@ -1,0 +1,553 @@
+"""The device API, ``/device/v1`` (RFC 9019: the firmware server and the status tracker).
+
+- ``POST /checkin``: the device says who it is and what it runs; the answer is 204 (nothing
+  to do) or the offer: the envelope, severed members and payloads to download, and the nonce
+  to put in its report.
+- ``GET /files/{sha256}``: a download, with ``Range`` (resume) and ``ETag``; only files of a
+  release that was offered to this very device (404 for anything else, so that a device
+  learns nothing about other devices' updates).
+- ``POST /reports``: a signed SUIT_Report (COSE_Sign1), verified with the device's key.
+
+Every call carries ``Authorization: Bearer <device token>``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.security import HTTPAuthorizationCredentials
+from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from suitkit.server import campaigns as camp
+from suitkit.server import logs
+from suitkit.server.auth import DeviceCaller, bearer, device_by_token, unauthorized
+from suitkit.server.devices import (
+    OfferRef,
+    checkin_lookup,
+    event,
+    offer_candidates,
+    pick_offer,
+    record_checkin,
+    touch,
+)
+from suitkit.server.http import CHUNK, DOWNLOAD_HEADERS, BlobStream, Plan, plan
+from suitkit.server.models import (
+    Campaign,
+    CampaignState,
+    Deployment,
+    DeploymentState,
+    ReleaseFile,
+)
+from suitkit.server.reports import ReportRejected, ingest, parse_signed_report
+from suitkit.server.schemas import (
+    CheckIn,
+    Offer,
+    OfferFile,
+    OfferMember,
+    OfferPayload,
+    ReportAccepted,
+)
+from suitkit.server.security import issue_nonce
+from suitkit.server.state import ServerState, device_key, get_state
+from suitkit.server.storage import check_sha256
+
+router = APIRouter(prefix="/device/v1", tags=["device"])
+log = logs.get("device")
+
+MEDIA_TYPES = {
+    "envelope": "application/suit-envelope+cose",
+    "member": "application/cbor",
+    "payload": "application/octet-stream",
+}
+
+
+def _base(state: ServerState, request: Request) -> str:
+    return (state.settings.public_url or str(request.base_url)).rstrip("/")
+
+
+def _token(creds: HTTPAuthorizationCredentials | None) -> str:
+    if creds is None:
+        raise unauthorized("a device token is required")
+    if not creds.credentials.startswith("skd_"):
+        raise unauthorized("the token is not a device token")
+    return creds.credentials
+
+
+def _caller(conn: Connection | Session, who: str | DeviceCaller) -> DeviceCaller:
+    """The device itself, authenticated already (a front end such as CoAP), or by its token."""
+    if isinstance(who, DeviceCaller):
+        return who
+    device = device_by_token(conn, who)
+    if device is None:
+        raise unauthorized("the device token is unknown")
+    return device
+
+
+Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+
+
+@router.post(
+    "/checkin",
+    response_model=Offer,
+    responses={
+        204: {"description": "Nothing to do"},
+        401: {"description": "No valid device token"},
+        403: {"description": "The identity is not the token's device"},
+    },
+)
+async def checkin_route(body: CheckIn, request: Request, creds: Bearer) -> Response | Offer:
+    state = get_state(request)
+    token = _token(creds)
+    now = state.now()
+    if state.db.sqlite:
+        # SQLite reads in WAL mode never wait (no lock, no network): cheaper here than a
+        # worker thread. Writes, which may wait for the write lock, go to a thread.
+        seen = _checkin_read(state, token, body, now)
+    else:
+        seen = await run_in_threadpool(_checkin_read, state, token, body, now)
+    if seen.write:
+        await run_in_threadpool(_checkin_write, state, seen, body, now)
+    elif state.settings.last_seen_flush > 0:
+        _checkin_touch(state, seen, now)  # only notes the time
+    else:
+        await run_in_threadpool(_checkin_touch, state, seen, now)
+    offer = _checkin_offer(state, seen, _base(state, request), now)
+    if offer is None:
+        return Response(status_code=204)
+    return offer
+
+
+@dataclass(frozen=True, slots=True)
+class _Seen:
+    device: DeviceCaller
+    offer: OfferRef | None
+    installed: list[int]
+    write: bool
+
+
+def _checkin(state: ServerState, who: str | DeviceCaller, body: CheckIn, base: str) -> Offer | None:
+    """The whole check-in, blocking: who, what to offer, what to write."""
+    now = state.now()
+    seen = _checkin_read(state, who, body, now)
+    if seen.write:
+        _checkin_write(state, seen, body, now)
+    else:
+        _checkin_touch(state, seen, now)
+    return _checkin_offer(state, seen, base, now)
+
+
+def _checkin_read(
+    state: ServerState, who: str | DeviceCaller, body: CheckIn, now: dt.datetime
+) -> _Seen:
+    with state.db.connect() as conn:
+        if isinstance(who, DeviceCaller):
+            device, candidates = who, offer_candidates(conn, who.pk)
+        else:
+            found = checkin_lookup(conn, who)
+            if found is None:
+                raise unauthorized("the device token is unknown")
+            device, candidates = DeviceCaller(*found[0]), found[1]
+    if (str(body.device_id), str(body.vendor_id), str(body.class_id)) != (
+        device.device_id,
+        device.vendor_id,
+        device.class_id,
+    ):
+        state.metrics.checkins.inc("refused")
+        raise HTTPException(403, "this identity is not the one registered for the token")
+    seq = body.sequence_number if body.sequence_number is not None else device.sequence_number
+    digest = body.manifest_digest if body.manifest_digest is not None else device.manifest_digest
+    offer, installed = pick_offer(candidates, seq, digest, now)
+    changes = bool(body.components) or (
+        (body.sequence_number is not None and body.sequence_number != device.sequence_number)
+        or (body.manifest_digest is not None and body.manifest_digest != device.manifest_digest)
+    )
+    write = (offer is not None and offer.first_offer) or bool(installed) or changes
+    return _Seen(device, offer, installed, write)
+
+
+def _checkin_write(state: ServerState, seen: _Seen, body: CheckIn, now: dt.datetime) -> None:
+    with state.db.write_connection() as conn:
+        record_checkin(conn, seen.device.pk, body, now, offer=seen.offer, installed=seen.installed)
+        for campaign_id in _campaigns_of(conn, seen.installed):
+            camp.progress_after(conn, campaign_id, now, failed=False)
+
+
+def _checkin_touch(state: ServerState, seen: _Seen, now: dt.datetime) -> None:
+    """A check-in that changed nothing: its time, batched (or at once, if so configured)."""
+    last = seen.device.last_seen_at
+    if last is not None and (now - last).total_seconds() < state.settings.last_seen_resolution:
+        return
+    if state.settings.last_seen_flush > 0:
+        state.last_seen.note(seen.device.pk, now)
+    else:
+        with state.db.write_connection() as conn:
+            touch(conn, seen.device.pk, now)
+
+
+def _checkin_offer(state: ServerState, seen: _Seen, base: str, now: dt.datetime) -> Offer | None:
+    offer, device = seen.offer, seen.device
+    if offer is None:
+        state.metrics.checkins.inc("nothing")
+        return None
+    state.metrics.checkins.inc("offer")
+    files = _release_files(state, offer.release_id)
+
+    def url(sha: str) -> str:
+        return f"{base}/device/v1/files/{sha}"
+
+    env = next(f for f in files if f.kind == "envelope")
+    return Offer(
+        campaign_id=offer.campaign_id,
+        release_id=offer.release_id,
+        sequence_number=offer.sequence_number,
+        manifest_digest=offer.manifest_digest,
+        envelope=OfferFile(url=url(env.sha256), sha256=env.sha256, size=env.size),
+        members=[
+            OfferMember(member=f.name, url=url(f.sha256), sha256=f.sha256, size=f.size)
+            for f in files
+            if f.kind == "member"
+        ],
+        payloads=[
+            OfferPayload(
+                uri=f.uri or "",
+                component_index=f.component_index,
+                url=url(f.sha256),
+                sha256=f.sha256,
+                size=f.size,
+            )
+            for f in files
+            if f.kind == "payload"
+        ],
+        report_url=f"{base}/device/v1/reports",
+        report_nonce=issue_nonce(state.nonce_secret, device.pk, now.timestamp()).hex(),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _File:
+    kind: str
+    name: str
+    uri: str | None
+    component_index: int | None
+    sha256: str
+    size: int
+
+
+_FILES = (
+    select(
+        ReleaseFile.kind,
+        ReleaseFile.name,
+        ReleaseFile.uri,
+        ReleaseFile.component_index,
+        ReleaseFile.sha256,
+        ReleaseFile.size,
+    )
+    .where(ReleaseFile.release_id == bindparam("release_id"))
+    .order_by(ReleaseFile.id)
+)
+_FILES_CACHE: dict[tuple[int, int], tuple[_File, ...]] = {}
+
+
+def _release_files(state: ServerState, release_id: int) -> tuple[_File, ...]:
+    """A release's files never change: read once per process (keyed by the state too, since
+    tests run several servers in one process)."""
+    key = (id(state), release_id)
+    files = _FILES_CACHE.get(key)
+    if files is None:
+        with state.db.connect() as conn:
+            files = tuple(_File(*r) for r in conn.execute(_FILES, {"release_id": release_id}))
+        if len(_FILES_CACHE) > 4096:
+            _FILES_CACHE.clear()
+        _FILES_CACHE[key] = files
+    return files
+
+
+def _campaigns_of(conn: Connection, deployment_ids: list[int]) -> list[int]:
+    if not deployment_ids:
+        return []
+    query = select(Deployment.campaign_id).where(Deployment.id.in_(deployment_ids))
+    return sorted(set(conn.execute(query).scalars()))
+
+
+@router.api_route(
+    "/files/{sha256}",
+    methods=["GET", "HEAD"],
+    response_class=Response,
+    responses={
+        200: {"content": {"application/octet-stream": {}}},
+        206: {"description": "Partial content (Range)"},
+        304: {"description": "Not modified (If-None-Match)"},
+        404: {"description": "No such file for this device"},
+        416: {"description": "Range not satisfiable"},
+    },
+)
+async def download_route(sha256: str, request: Request, creds: Bearer) -> Response:
+    state = get_state(request)
+    token = _token(creds)
+    try:
+        check_sha256(sha256)
+    except ValueError:
+        raise HTTPException(404, "no such file") from None
+    h = request.headers
+    kind, size, p, fd, first = await run_in_threadpool(
+        _download,
+        state,
+        token,
+        sha256,
+        h.get("range"),
+        h.get("if-range"),
+        h.get("if-none-match"),
+        request.method == "HEAD",
+    )
+    etag = f'"{sha256}"'
+    headers = {**DOWNLOAD_HEADERS, "etag": etag}
+    if p.status == 304:
+        return Response(status_code=304, headers=headers)
+    if p.status == 416:
+        return Response(status_code=416, headers={**headers, "content-range": f"bytes */{size}"})
+    assert fd is not None
+    if request.method == "GET":
+        state.metrics.download_bytes.inc(kind, amount=p.end - p.start)
+    return BlobStream(
+        fd,
+        first,
+        p,
+        size,
+        headers,
+        MEDIA_TYPES.get(kind, "application/octet-stream"),
+        request.method == "HEAD",
+    )
+
+
+_AUTHORISED = (
+    select(ReleaseFile.kind, ReleaseFile.size, Deployment.id, Deployment.state, Campaign.id)
+    .join(Campaign, Campaign.release_id == ReleaseFile.release_id)
+    .join(Deployment, Deployment.campaign_id == Campaign.id)
+    .where(
+        ReleaseFile.sha256 == bindparam("sha256"),
+        Deployment.device_pk == bindparam("device_pk"),
+        Deployment.state != DeploymentState.PENDING.value,
+        Campaign.state != CampaignState.ABORTED.value,
+    )
+    .order_by(Campaign.id.desc())
+    .limit(1)
+)
+
+
+_DOWNLOADING = (
+    update(Deployment)
+    .where(Deployment.id == bindparam("dep"), Deployment.state == DeploymentState.OFFERED.value)
+    .values(state=DeploymentState.DOWNLOADING.value, downloading_at=bindparam("now"))
+)
+
+
+def _download(
+    state: ServerState,
+    who: str | DeviceCaller,
+    sha256: str,
+    range_header: str | None,
+    if_range: str | None,
+    if_none_match: str | None,
+    head_only: bool,
+    open_file: bool = True,
+) -> tuple[str, int, Plan, int | None, bytes]:
+    """Only a file of a release offered to this very device, in a campaign that is not
+    aborted; the first download moves the device from offered to downloading. In the same
+    worker thread: open the blob and read its first chunk (one thread hop for a download of
+    up to a chunk)."""
+    with state.db.connect() as conn:
+        device = _caller(conn, who)
+        row = conn.execute(_AUTHORISED, {"sha256": sha256, "device_pk": device.pk}).first()
+    if row is None:
+        raise HTTPException(404, "no such file for this device")
+    kind, size, dep_id, dep_state, campaign_id = row
+    if dep_state == DeploymentState.OFFERED:
+        now = state.now()
+        with state.db.write_connection() as conn:
+            moved = conn.execute(_DOWNLOADING, {"dep": dep_id, "now": now})
+            if getattr(moved, "rowcount", 0) == 1:
+                event(conn, device.pk, now, "downloading", campaign_id, f"{kind} {sha256[:16]}...")
+    p = plan(int(size), f'"{sha256}"', range_header, if_range, if_none_match)
+    if p.status in (304, 416) or not open_file:
+        return str(kind), int(size), p, None, b""
+    try:
+        fd = os.open(state.blobs.path(sha256), os.O_RDONLY)
+    except FileNotFoundError:  # pragma: no cover - the store lost a file
+        log.error("blob missing", extra=logs.fields(sha256=sha256))
+        raise HTTPException(404, "no such file") from None
+    try:
+        first = b"" if head_only else os.pread(fd, min(CHUNK, p.end - p.start), p.start)
+    except BaseException:
+        os.close(fd)
+        raise
+    return str(kind), int(size), p, fd, first
+
+
+@router.post(
+    "/reports",
+    status_code=201,
+    response_model=ReportAccepted,
+    responses={
+        200: {"model": ReportAccepted, "description": "Received before: nothing changed"},
+        413: {"description": "Too large"},
+        415: {"description": "Not a COSE message"},
+        422: {
+            "description": "Not verifiable with this device's key, malformed, or a nonce "
+            "this server did not issue to this device"
+        },
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                'application/cose; cose-type="cose-sign1"': {
+                    "schema": {"type": "string", "format": "binary"}
+                },
+            },
+        }
+    },
+)
+async def report_route(request: Request, creds: Bearer, response: Response) -> ReportAccepted:
+    """A signed SUIT_Report (COSE_Sign1 with the report as payload, draft-ietf-suit-report
+    §7). Stored once: sending it again answers 200 with ``duplicate: true``."""
+    return await _report(request, _token(creds), response)
+
+
+async def _report(request: Request, who: str | DeviceCaller, response: Response) -> ReportAccepted:
+    state = get_state(request)
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    raw = await request.body()
+    try:
+        result = await run_in_threadpool(_ingest, state, who, ctype, raw)
+    except ReportRejected as exc:
+        state.metrics.reports.inc("refused")
+        log.info("report refused", extra=logs.fields(reason=exc.message))
+        detail: object = {"message": exc.message, **exc.detail} if exc.detail else exc.message
+        raise HTTPException(exc.status, detail) from None
+    if result.duplicate:
+        response.status_code = 200
+        state.metrics.reports.inc("duplicate")
+    else:
+        state.metrics.reports.inc("success" if result.success else "failure")
+    return result
+
+
+def _ingest(state: ServerState, who: str | DeviceCaller, ctype: str, raw: bytes) -> ReportAccepted:
+    now = state.now()
+    with state.db.connect() as conn:
+        device = _caller(conn, who)
+    if ctype not in ("application/cose", "application/octet-stream", "application/cbor"):
+        raise HTTPException(415, "send the COSE_Sign1 as application/cose")
+    if not raw:
+        raise HTTPException(422, "the report is empty")
+    try:
+        key = device_key(device.report_key_pem)
+    except Exception as exc:  # pragma: no cover - checked at registration
+        raise ReportRejected(422, f"the device's registered key cannot be used: {exc}") from None
+    parsed = parse_signed_report(
+        raw,
+        key,
+        nonce_secret=state.nonce_secret,
+        device_pk=device.pk,
+        ttl=state.settings.nonce_ttl,
+        now=now.timestamp(),
+    )
+    try:
+        with state.db.write_connection() as conn:
+            got = ingest(conn, device.pk, parsed, raw, now)
+            if not got.duplicate and got.campaign_id is not None:
+                camp.progress_after(
+                    conn, got.campaign_id, now, failed=not got.success, known=got.campaign
+                )
+    except IntegrityError:
+        # The same report arrived twice at once (PostgreSQL lets both transactions start):
+        # the other one stored it; this one is the duplicate.
+        with state.db.write_connection() as conn:
+            got = ingest(conn, device.pk, parsed, raw, now)
+    if not got.duplicate:
+        log.info(
+            "report stored",
+            extra=logs.fields(
+                device=device.device_id,
+                report=got.report_id,
+                success=got.success,
+                reason=got.reason,
+                campaign=got.campaign_id,
+            ),
+        )
+    return ReportAccepted(
+        report_id=got.report_id,
+        duplicate=got.duplicate,
+        success=got.success,
+        reason=got.reason,
+        campaign_id=got.campaign_id,
+        deployment_state=got.deployment_state,
+    )
+
+
+# --- transport-neutral handlers ----------------------------------------------------------------
+# For front ends that authenticate the device themselves and then apply the HTTP API's rules
+# (``suitkit.transport.coap_server``). ``request`` needs ``app.state.suitkit``, ``base_url``,
+# ``method``, ``headers`` (a mapping) and, for reports, ``await body()``.
+
+
+def checkin(body: CheckIn, request: Request, device: DeviceCaller) -> Response | Offer:
+    """The check-in of an authenticated device: 204 or the offer (blocking: run it in a
+    worker thread)."""
+    state = get_state(request)
+    offer = _checkin(state, device, body, _base(state, request))
+    return Response(status_code=204) if offer is None else offer
+
+
+def download(sha256: str, request: Request, device: DeviceCaller) -> Response:
+    """Authorise a download for an authenticated device and do its bookkeeping (offered ->
+    downloading, metrics); 404 if the file is not for it. The response it returns opens the
+    file only when it is sent (blocking: run it in a worker thread)."""
+    state = get_state(request)
+    try:
+        check_sha256(sha256)
+    except ValueError:
+        raise HTTPException(404, "no such file") from None
+    h = request.headers
+    kind, size, p, _, _ = _download(
+        state,
+        device,
+        sha256,
+        h.get("range"),
+        h.get("if-range"),
+        h.get("if-none-match"),
+        request.method == "HEAD",
+        open_file=False,
+    )
+    etag = f'"{sha256}"'
+    headers = {**DOWNLOAD_HEADERS, "etag": etag}
+    if p.status == 304:
+        return Response(status_code=304, headers=headers)
+    if p.status == 416:
+        return Response(status_code=416, headers={**headers, "content-range": f"bytes */{size}"})
+    if request.method == "GET":
+        state.metrics.download_bytes.inc(kind, amount=p.end - p.start)
+    return BlobStream(
+        state.blobs.path(sha256),
+        b"",
+        p,
+        size,
+        headers,
+        MEDIA_TYPES.get(kind, "application/octet-stream"),
+        request.method == "HEAD",
+    )
+
+
+async def upload_report(
+    request: Request, device: DeviceCaller, response: Response
+) -> ReportAccepted:
+    """A signed report from an authenticated device (``response.status_code`` becomes 200
+    for a duplicate)."""
+    return await _report(request, device, response)

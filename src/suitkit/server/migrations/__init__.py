@@ -1,0 +1,1 @@
+"""Alembic migrations of the server database (configured in code: :mod:`suitkit.server.migrate`)."""
