@@ -251,13 +251,15 @@ def _mount_subcommands() -> None:
             "",
             "The update service (RFC 9019 firmware server, status tracker).",
         ),
+        ("suitkit.cli.agent", "agent_app", "agent", "The device agent (RFC 9019 device role)."),
+        ("suitkit.cli.agent", "fleet_app", "fleet", "A fleet of simulated devices."),
     ):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:
             # a role that is not part of this checkout, or whose extra is not installed
             # (the server needs `pip install suitkit[server]`)
-            if exc.name == module or module.endswith(".server"):
+            if exc.name == module or module.endswith((".server", ".agent")):
                 continue
             raise
         sub = getattr(mod, attr, None)

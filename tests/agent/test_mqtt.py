@@ -1,0 +1,171 @@
+"""Push wake-ups: the minimal MQTT 3.1.1 client against the Mosquitto broker on
+127.0.0.1:1883 (skipped when it does not answer), and the agent's wake-up path."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from suitkit.agent.backoff import Backoff, jittered
+from suitkit.agent.core import Agent
+from suitkit.agent.runner import GaveUp, run_agent
+from suitkit.agent.wakeup import listen, topic_for, wake_devices
+from suitkit.transport.api import Offer, OfferFile, ReportAck, TransportError
+from suitkit.transport.mqtt import MqttClient, MqttError, MqttUrl, _remaining_length
+
+from .helpers import new_device
+
+BROKER = ("127.0.0.1", 1883)
+URL = "mqtt://127.0.0.1:1883"
+
+
+def _broker_answers() -> bool:
+    try:
+        with socket.create_connection(BROKER, timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+needs_broker = pytest.mark.skipif(not _broker_answers(),
+                                  reason="no MQTT broker (Mosquitto) on 127.0.0.1:1883")
+
+
+def test_remaining_length_encoding() -> None:
+    assert _remaining_length(0) == b"\x00"
+    assert _remaining_length(127) == b"\x7f"
+    assert _remaining_length(128) == b"\x80\x01"
+    assert _remaining_length(16_383) == b"\xff\x7f"
+    assert _remaining_length(2_097_152) == b"\x80\x80\x80\x01"
+    with pytest.raises(ValueError):
+        _remaining_length(268_435_456)
+
+
+def test_mqtt_url() -> None:
+    assert MqttUrl.parse("mqtt://u:p%40ss@broker:1884") == MqttUrl("broker", 1884, "u", "p@ss")
+    assert MqttUrl.parse("broker") == MqttUrl("broker", 1883)
+    with pytest.raises(ValueError):
+        MqttUrl.parse("http://broker")
+
+
+def test_connection_refused_is_an_mqtt_error() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nobody listens there once closed
+
+    async def go() -> None:
+        await MqttClient("127.0.0.1", port).connect(timeout=2)
+
+    with pytest.raises(MqttError):
+        asyncio.run(go())
+
+
+@needs_broker
+def test_subscribe_and_publish_roundtrip() -> None:
+    topic = f"suitkit/test/{uuid.uuid4()}"
+
+    async def go() -> tuple[str, bytes]:
+        async with MqttClient.from_url(URL) as sub, MqttClient.from_url(URL) as pub:
+            await sub.subscribe(topic)
+            await pub.publish(topic, b"hello " * 100)  # a two-byte remaining length
+            msgs = sub.messages()
+            return await asyncio.wait_for(msgs.__anext__(), 5)
+
+    assert asyncio.run(go()) == (topic, b"hello " * 100)
+
+
+class FakeApi:
+    """A device API that fails ``failures`` times, then has nothing to offer."""
+
+    def __init__(self, failures: int = 0) -> None:
+        self.failures = failures
+        self.checkins = 0
+
+    async def checkin(self, body: Any) -> Offer | None:
+        self.checkins += 1
+        if self.failures:
+            self.failures -= 1
+            raise TransportError("down (test)")
+        return None
+
+    async def download(self, file: OfferFile, part: Path, hook: Any = None) -> int:
+        raise AssertionError
+
+    async def report(self, url: str, signed_report: bytes) -> ReportAck:
+        raise AssertionError
+
+    async def aclose(self) -> None:
+        pass
+
+
+@needs_broker
+def test_a_wake_up_makes_the_agent_check_in_at_once(tmp_path: Path) -> None:
+    dev = new_device(tmp_path / "dev")
+    device_id = str(dev.config.device_id)
+    api = FakeApi()
+
+    async def go() -> int:
+        wake = asyncio.Event()
+        subscribed = asyncio.Event()
+        listener = asyncio.create_task(listen(URL, device_id, wake, subscribed=subscribed))
+        agent = Agent(dev.dir, api)
+        runner = asyncio.create_task(run_agent(agent, interval=3600, wake=wake))
+        try:
+            await asyncio.wait_for(subscribed.wait(), 10)
+            for _ in range(100):
+                if api.checkins:
+                    break
+                await asyncio.sleep(0.02)
+            assert api.checkins == 1  # the first poll; the next one is an hour away
+            assert await wake_devices(URL, [device_id]) == 1
+            for _ in range(250):
+                if api.checkins == 2:
+                    break
+                await asyncio.sleep(0.02)
+            return api.checkins
+        finally:
+            runner.cancel()
+            listener.cancel()
+            await asyncio.gather(runner, listener, return_exceptions=True)
+
+    assert asyncio.run(go()) == 2
+    assert topic_for(device_id) == f"suitkit/devices/{device_id}/wake"
+
+
+def test_runner_backs_off_and_gives_up(tmp_path: Path) -> None:
+    dev = new_device(tmp_path / "dev")
+    api = FakeApi(failures=2)
+
+    async def go() -> str:
+        agent = Agent(dev.dir, api)
+        result = await run_agent(agent, once=True, backoff=Backoff(base=0.01, cap=0.02))
+        return result.outcome
+
+    assert asyncio.run(go()) == "nothing" and api.checkins == 3
+    assert Agent(dev.dir, api).state.counters.retries == 2
+
+    async def never() -> None:
+        await run_agent(Agent(dev.dir, FakeApi(failures=100)), once=True, max_failures=3,
+                        backoff=Backoff(base=0.001, cap=0.001))
+
+    with pytest.raises(GaveUp):
+        asyncio.run(never())
+
+
+def test_backoff_and_jitter_bounds() -> None:
+    import random
+
+    b = Backoff(base=1.0, cap=10.0, rng=random.Random(1))
+    delays = [b.next() for _ in range(8)]
+    for n, d in enumerate(delays):
+        full = min(10.0, 2.0**n)
+        assert full / 2 <= d <= full
+    b.reset()
+    assert b.next() <= 1.0
+    r = random.Random(2)
+    assert all(8.0 <= jittered(10.0, 0.2, r) <= 12.0 for _ in range(1000))
