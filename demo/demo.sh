@@ -77,4 +77,9 @@ if [ -f device-demo.sh ]; then
   bash device-demo.sh "$OUT"
 fi
 
+if [ -f fleet-demo.sh ]; then
+  step "9. The update service and a fleet: server, 50 devices, a staged campaign over HTTP and CoAP with faults"
+  bash fleet-demo.sh "$OUT"
+fi
+
 printf '\n\033[1mdemo complete\033[0m: files in demo/%s\n' "$OUT"
