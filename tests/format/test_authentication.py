@@ -215,3 +215,11 @@ def test_decoding_mutated_vectors_raises_only_suit_errors(data: bytes, draw: st.
     mutated = data[:i] + bytes([draw.draw(st.integers(0, 255))]) + data[i + 1 :]
     with contextlib.suppress(SuitError):
         Envelope.decode(mutated)
+
+
+def test_a_member_supplied_again_beside_the_envelope_copy_is_accepted() -> None:
+    """Operators upload severed members they saved even when the envelope still carries them."""
+    full = Envelope.decode((VECTORS / "example2.suit").read_bytes())
+    install = full.severable[ManifestKey.INSTALL].encoded
+    r = authenticate((VECTORS / "example2.suit").read_bytes(), [EXAMPLE_KEY], severed=[install])
+    assert r.result.members_checked == (ManifestKey.INSTALL, ManifestKey.TEXT)

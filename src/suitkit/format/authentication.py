@@ -335,7 +335,9 @@ def _check_members(
         else:
             items = [(None, v) for v in supplied]
         for skey, content in items:
-            candidates = [skey] if skey is not None else [k for k in digests if k not in members]
+            # a member supplied again although the envelope carries it too is harmless: it must
+            # still match a digest, and the envelope's copy is the same bytes
+            candidates = [skey] if skey is not None else list(digests)
             match = next(
                 (k for k in candidates if k in digests and digest_of_wrapped(digests[k], content)),
                 None,
@@ -346,7 +348,8 @@ def _check_members(
                     f"the {what} severable member matches no digest in the manifest (§8.5)",
                     path="severed",
                 )
-            extra[match] = content
+            if match not in members:
+                extra[match] = content
     checked = tuple(sorted([*members, *extra]))
     missing = tuple(sorted(k for k in digests if k not in members and k not in extra))
     return members, extra, checked, missing
