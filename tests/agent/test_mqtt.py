@@ -169,3 +169,47 @@ def test_backoff_and_jitter_bounds() -> None:
     assert b.next() <= 1.0
     r = random.Random(2)
     assert all(8.0 <= jittered(10.0, 0.2, r) <= 12.0 for _ in range(1000))
+
+
+@needs_broker
+def test_the_server_hook_wakes_the_devices_a_campaign_may_offer_to(tmp_path: Path) -> None:
+    """``wake_campaign`` over the server's own state: the pending devices of open waves."""
+    from suitkit.agent.wakeup import campaign_targets, wake_campaign
+    from suitkit.server.app import build_state
+    from suitkit.server.config import Settings
+
+    from .helpers import AUTHOR_PUB, LiveServer, Operator, payload, release
+
+    live = LiveServer(tmp_path / "data")
+    live.start()
+    try:
+        op = Operator(live.url, live.admin_token())
+        devs = [new_device(tmp_path / f"d{i}") for i in range(4)]
+        ids = [str(d.config.device_id) for d in devs]
+        for d in devs:
+            op.register(d)
+        fw = payload(1000, b"wake")
+        rid = op.upload(release(2, fw), fw)
+        camp = op.campaign(rid, ids, waves=[50, 100])
+        state = build_state(Settings(data=live.data, trust=(AUTHOR_PUB,)))
+        try:
+            first_wave = campaign_targets(state, camp["id"])
+            assert len(first_wave) == 2 and set(first_wave) <= set(ids)
+
+            async def go() -> set[str]:
+                got: set[str] = set()
+                async with MqttClient.from_url(URL) as sub:
+                    await sub.subscribe("suitkit/devices/+/wake")
+                    assert await wake_campaign(state, camp["id"], URL) == 2
+                    msgs = sub.messages()
+                    for _ in range(2):
+                        topic, _payload = await asyncio.wait_for(msgs.__anext__(), 5)
+                        got.add(topic.split("/")[2])
+                return got
+
+            assert asyncio.run(go()) == set(first_wave)
+        finally:
+            state.db.dispose()
+        op.close()
+    finally:
+        live.stop()

@@ -355,13 +355,15 @@ class FleetSimulator:
                 raise ValueError("the CoAP transport needs the server's coap:// URL")
             from suitkit.transport.coap_client import new_context
 
-            self._coap = await new_context()
+            # one client endpoint per concurrent device, as real devices have: aiocoap keeps
+            # one request at a time in flight per endpoint and server (NSTART = 1)
+            self._coap = [await new_context() for _ in range(max(1, self.opts.concurrency))]
 
     async def _close_transports(self) -> None:
         for client in self._http or ():
             await client.aclose()
-        if self._coap is not None:
-            await self._coap.shutdown()
+        for ctx in self._coap or ():
+            await ctx.shutdown()
 
     def _api(self, sim: _Sim) -> DeviceApi:
         inner: DeviceApi
@@ -369,8 +371,8 @@ class FleetSimulator:
             from suitkit.transport.coap_client import CoapDeviceApi
 
             assert self.opts.coap_url is not None
-            inner = CoapDeviceApi(self.opts.coap_url, sim.entry.token, context=self._coap,
-                                  durable=False)
+            inner = CoapDeviceApi(self.opts.coap_url, sim.entry.token,
+                                  context=self._coap[sim.index % len(self._coap)], durable=False)
         else:
             from suitkit.transport.http_client import HttpDeviceApi
 

@@ -155,8 +155,12 @@ def run(
     period = interval if interval is not None else cfg.interval
     broker = mqtt or cfg.mqtt
     limit = max_failures if max_failures is not None else (20 if once else None)
-    code = asyncio.run(_run(directory, url, cfg.token, period, once, broker, limit, faults,
-                            power_cut_after, _log(quiet)))
+    try:
+        code = asyncio.run(_run(directory, url, cfg.token, period, once, broker, limit, faults,
+                                power_cut_after, _log(quiet)))
+    except KeyboardInterrupt:
+        typer.echo("stopped (the agent continues where it stopped when run again)", err=True)
+        code = 130
     raise typer.Exit(code)
 
 
@@ -172,18 +176,26 @@ async def _run(directory: Path, server: str, token: str, interval: float, once: 
     from suitkit.transport.fetchers import network_fetcher
 
     api = _make_api(server, token)
+    drawn: DeviceFaults | None = None
     if faults:
         try:
             spec = FaultSpec.parse(faults)
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="--faults") from None
-        rng = random.Random()
-        api = FaultyApi(api, DeviceFaults.draw(spec, rng))
+        drawn = DeviceFaults.draw(spec, random.Random())
+        api = FaultyApi(api, drawn)
     cut = [power_cut_after]
 
     def install_fault() -> FaultInjector | None:
         n, cut[0] = cut[0], None
-        return None if n is None else FaultInjector(cut_after=n)
+        if n is not None:
+            return FaultInjector(cut_after=n)
+        if drawn is not None:  # --faults powerloss=P: a cut at a random write
+            offer = agent.state.current_offer
+            size = sum(p.size for p in offer.payloads) if offer else 0
+            page = int(_device_identity(directory).get("page-size") or 4096)
+            return drawn.install_fault(size // page + 12)
+        return None
 
     hooks = AgentHooks(install_fault=install_fault, reboot_on_power_cut=False,
                        fallback=network_fetcher())
