@@ -166,7 +166,8 @@ def bench_cli() -> None:
         times.append(time.perf_counter() - t0)
     print(
         "CLI `suitkit verify example1.suit --key ...`: "
-        f"median {statistics.median(times) * 1000:.0f} ms over 30 runs (min {min(times) * 1000:.0f} ms) (target < 100 ms)"
+        f"median {statistics.median(times) * 1000:.0f} ms over 30 runs "
+        f"(min {min(times) * 1000:.0f} ms) (target < 100 ms)"
     )
 
 

@@ -223,7 +223,7 @@ def loads(
                 allow_duplicate_keys=False,
                 max_depth=limits.max_depth + 1,
             )
-        except Exception:  # noqa: BLE001 - the strict path below reports it
+        except Exception:  # the strict path below reports it
             framed = None
         if type(framed) is list and len(framed) == 2 and framed[1] == _NONCE:
             value = framed[0]

@@ -235,7 +235,7 @@ def decode_outer(data: bytes, *, limits: Limits = DEFAULT_LIMITS) -> OuterEnvelo
     payloads: dict[str, bytes] = {}
     ext: dict[int, Any] = {}
     for k, v in value.items():
-        if k == _KEY_AUTH or k == _KEY_MANIFEST:
+        if k in (_KEY_AUTH, _KEY_MANIFEST):
             continue
         if type(k) is str:
             if type(v) is not bytes:
