@@ -231,6 +231,14 @@ def test_severed_members(server: Server) -> None:
     assert r.status_code == 422
 
 
+def test_envelope_that_still_carries_its_severable_members_is_accepted(server: Server) -> None:
+    """The install member in the envelope (not severed yet) names the payload's URI."""
+    fw = payload_bytes()
+    full = release_envelope(7, fw, severable=["install", "text"])
+    r = server.upload(full, {"firmware.bin": fw})
+    assert r.status_code == 201, r.text
+
+
 def test_spec_example_with_two_payloads(server: Server, tmp_path: Path) -> None:
     """Example 5 of the manifest spec fetches two images; payloads whose digests do not match
     the spec's placeholder digests are refused, the envelope alone is accepted."""

@@ -577,5 +577,7 @@ class FleetSimulator:
                     await watcher
             await self._close_transports()
         await self._final_campaign()
+        if self.campaign is not None:
+            self.stats.campaign_state = str(self.campaign.get("state"))
         outcomes = [self._outcomes[s.index] for s in sims]
         return FleetResult(outcomes, time.monotonic() - t0, self.campaign, self.stats.bytes)

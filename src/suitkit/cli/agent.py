@@ -444,17 +444,15 @@ async def _simulate(sim: FleetSimulator, show: bool) -> FleetResult:
         updated = bar.add_task("[green]updated", total=stats.total, detail="")
         failed = bar.add_task("[red]failed", total=stats.total, detail="")
         task = asyncio.create_task(sim.run())
-        while not task.done():
+        while True:
             bar.update(done, completed=stats.done,
                        detail=f"retries {stats.retries}"
                        + (f", campaign {stats.campaign_state}" if stats.campaign_state else ""))
             bar.update(updated, completed=stats.updated)
             bar.update(failed, completed=stats.failed)
+            if task.done():
+                return task.result()
             await asyncio.wait({task}, timeout=0.2)
-        bar.update(done, completed=stats.done)
-        bar.update(updated, completed=stats.updated)
-        bar.update(failed, completed=stats.failed)
-        return task.result()
 
 
 def _print_result(result: FleetResult, kinds: tuple[str, ...], spec_text: str) -> None:

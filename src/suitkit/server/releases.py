@@ -185,7 +185,12 @@ def check_release(
             if isinstance(held, Digest) and digest_of_wrapped(held, content):
                 members.append(MemberMatch(int(key), staged))
                 break
-    facts = manifest_facts(manifest, {m.key: auth.member(m.key) for m in members})
+    # the images a release has: from the members in the manifest, those the envelope still
+    # carries, and those uploaded severed (each checked against its digest by authenticate)
+    available = {
+        int(k): auth.member(k) for k in SEVERABLE_SEQUENCES if auth.member(k) is not None
+    }
+    facts = manifest_facts(manifest, available)
     by_name = images_by_name(facts)
     mapping = dict(mapping or {})
     for name in mapping:
