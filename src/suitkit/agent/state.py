@@ -13,37 +13,19 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from suitkit.files import atomic_write
 from suitkit.transport.api import Offer
 
 __all__ = ["AgentConfig", "AgentState", "Counters", "atomic_write"]
 
+
 CONFIG_FILE = "agent.json"
 STATE_DIR = "agent"
-
-
-def atomic_write(path: Path, data: bytes, *, mode: int = 0o644, durable: bool = True) -> None:
-    """Write so that a crash leaves the old file or the new one, never a mix."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            if durable:
-                os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 @dataclass
@@ -60,8 +42,12 @@ class AgentConfig:
         path = Path(directory) / CONFIG_FILE
         try:
             data = json.loads(path.read_text())
-            return cls(str(data["server"]), str(data["token"]), data.get("mqtt"),
-                       float(data.get("interval", 60.0)))
+            return cls(
+                str(data["server"]),
+                str(data["token"]),
+                data.get("mqtt"),
+                float(data.get("interval", 60.0)),
+            )
         except FileNotFoundError:
             raise FileNotFoundError(
                 f"{path}: the device is not enrolled (run `suitkit agent enroll`)"

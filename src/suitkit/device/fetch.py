@@ -14,6 +14,7 @@ HTTP lives in :mod:`suitkit.device.http_fetch` so that nothing here imports an H
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -26,8 +27,9 @@ DEFAULT_CHUNK = 64 * 1024
 DEFAULT_MAX_FETCH = 1 << 32
 
 
-class FetcherBase:
-    """Base class of every fetcher: caps sizes and maps foreign exceptions."""
+class FetcherBase(ABC):
+    """Base class of every fetcher: caps sizes and maps foreign exceptions; a subclass
+    implements only :meth:`_fetch`."""
 
     def __init__(self, *, max_size: int = DEFAULT_MAX_FETCH, chunk_size: int = DEFAULT_CHUNK):
         if max_size < 0 or chunk_size <= 0:
@@ -56,9 +58,9 @@ class FetcherBase:
                 f"fetching {uri} failed: {type(exc).__name__}: {exc}"
             ) from exc
 
+    @abstractmethod
     def _fetch(self, uri: str, arguments: bytes | None, limit: int) -> Iterator[bytes]:
         """The payload at ``uri`` in chunks; ``limit`` is the most bytes the caller accepts."""
-        raise NotImplementedError
 
 
 def read_file_chunks(path: Path, chunk_size: int) -> Iterator[bytes]:
