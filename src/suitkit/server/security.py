@@ -13,6 +13,7 @@ per nonce (a unique key in the reports table).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import secrets
@@ -51,11 +52,9 @@ def load_secret(session: Session, name: str) -> bytes:
     row = session.get(ServerSecret, name)
     if row is not None:
         return row.value
-    try:
-        with session.begin_nested():
-            session.add(ServerSecret(name=name, value=secrets.token_bytes(32)))
-    except IntegrityError:
-        pass  # another worker created it first
+    # if another worker created it first, the insert fails and its value is read below
+    with contextlib.suppress(IntegrityError), session.begin_nested():
+        session.add(ServerSecret(name=name, value=secrets.token_bytes(32)))
     value = session.scalar(select(ServerSecret.value).where(ServerSecret.name == name))
     assert value is not None
     return value
