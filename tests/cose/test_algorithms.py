@@ -159,3 +159,27 @@ def test_hss_signature_with_trailing_bytes_is_rejected(hss_key: CoseKey) -> None
         algs.verify(hss_key, A.HSS_LMS, b"x", sig[:-1])
     with pytest.raises(AuthenticationError):
         algs.verify(hss_key, A.HSS_LMS, b"x", b"")
+
+
+@pytest.mark.parametrize("size", [32, 48, 66])
+def test_ecdsa_der_is_encode_dss_signature(size: int) -> None:
+    """The r || s -> DER conversion of the verify path gives the bytes cryptography's own
+    encoder gives, for leading zero bytes, high bits (sign padding), zero and maximal values."""
+    import os
+    import random
+
+    rng = random.Random(size)
+    cases = [bytes(2 * size), b"\xff" * (2 * size), b"\x00" * size + b"\x80" * size]
+    for _ in range(3000):
+        sig = bytearray(os.urandom(2 * size))
+        for part in (0, size):
+            roll = rng.random()
+            if roll < 0.3:
+                zeros = rng.randint(0, size)
+                sig[part : part + zeros] = bytes(zeros)
+            elif roll < 0.5:
+                sig[part] |= 0x80
+        cases.append(bytes(sig))
+    for sig in cases:
+        r, s = int.from_bytes(sig[:size], "big"), int.from_bytes(sig[size:], "big")
+        assert algs.ecdsa_der(sig, size) == encode_dss_signature(r, s), sig.hex()

@@ -155,13 +155,21 @@ _SIGNED_DATA = [p.read_bytes() for p in SIGNED]
 
 def _integrated_ranges(data: bytes) -> list[range]:
     """Byte ranges of integrated payloads: they are not covered by the envelope's signature
-    but by the image-digest a manifest sets for them, which the processor checks (§7.5)."""
+    but by the image-digest a manifest sets for them, which the processor checks (§7.5).
+
+    Also the map keys of severable members carried in the envelope: a flipped bit there can
+    turn the member into an envelope extension (text, 23, becomes 22), which §8.2 allows and
+    no signature covers; the envelope is then authentic with that member severed."""
     env = Envelope.decode(data)
     out = []
     for name, payload in env.integrated_payloads.items():
         entry = cbor.dumps(name) + cbor.dumps(payload)  # the map entry: key and bstr
         start = data.find(entry)
         out.append(range(start, start + len(entry)))
+    for key, member in env.severable.items():
+        head = cbor.dumps(key)
+        start = data.find(head + cbor.dumps(member.encoded))
+        out.append(range(start, start + len(head)))
     return out
 
 

@@ -26,10 +26,7 @@ from typing import Any, Final, Protocol, runtime_checkable
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import (
-    decode_dss_signature,
-    encode_dss_signature,
-)
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from suitkit.cose._lazy import LazyModule
 from suitkit.cose.keys import _EC_CURVES, CoseKey, _HssState
@@ -44,6 +41,7 @@ __all__ = [
     "Signer",
     "check_key",
     "default_algorithm",
+    "ecdsa_der",
     "key_unwrap",
     "key_wrap",
     "mac",
@@ -175,6 +173,23 @@ def verify(key: CoseKey, alg: int, tbs: bytes, signature: bytes) -> None:
         raise AuthenticationError(f"{_name(alg)} signature does not verify with {key!r}")
 
 
+def ecdsa_der(sig: bytes, size: int) -> bytes:
+    """The DER ``ECDSA-Sig-Value`` (what ``cryptography`` verifies) of a COSE ECDSA signature
+    ``r || s`` of two ``size``-byte big-endian integers: the same bytes as
+    ``encode_dss_signature(r, s)``, built without the round trip through Python ints."""
+    r = sig[:size].lstrip(b"\x00")
+    s = sig[size:].lstrip(b"\x00")
+    if not r or r[0] & 0x80:  # INTEGER: minimal, non-negative
+        r = b"\x00" + r
+    if not s or s[0] & 0x80:
+        s = b"\x00" + s
+    n = len(r) + len(s) + 4  # at most 2 * (2 + 67) for P-521: a one- or two-byte length
+    return b"".join(
+        (b"\x30\x81" if n >= 0x80 else b"\x30", bytes((n,)),
+         b"\x02", bytes((len(r),)), r, b"\x02", bytes((len(s),)), s)
+    )  # fmt: skip
+
+
 def _make_verifier(key: CoseKey, a: CoseAlgorithm) -> Verifier:
     if a not in SIGNATURE_ALGORITHMS:
         raise AlgorithmUnsupportedError(f"{a.spec_name} is not a signature algorithm")
@@ -183,14 +198,12 @@ def _make_verifier(key: CoseKey, a: CoseAlgorithm) -> Verifier:
         curve, ecdsa = _ECDSA[a]
         size = _EC_CURVES[curve][1]
         sig_len = 2 * size
-        from_bytes = int.from_bytes
 
         def verify_ecdsa(tbs: bytes, sig: bytes) -> bool:
             if len(sig) != sig_len:
                 return False
-            der = encode_dss_signature(from_bytes(sig[:size]), from_bytes(sig[size:]))
             try:
-                pub.verify(der, tbs, ecdsa)
+                pub.verify(ecdsa_der(sig, size), tbs, ecdsa)
             except InvalidSignature:
                 return False
             return True

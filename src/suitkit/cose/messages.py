@@ -73,6 +73,7 @@ __all__ = [
     "sign",
     "sign1",
     "verify",
+    "verify_detached",
 ]
 
 _ALG = int(CoseHeader.ALG)
@@ -126,13 +127,17 @@ class Headers:
 
     def algorithm(self, what: str = "COSE") -> CoseAlgorithm:
         """The ``alg`` header as a :class:`CoseAlgorithm`; raise if it is missing or unknown."""
-        value = self.alg_value
-        alg = _ALGORITHMS.get(value) if type(value) is int else None
-        if alg is None:
-            if value is None:
-                raise DecodeError(f"{what} has no alg header parameter")
-            raise AlgorithmUnsupportedError(f"{what} algorithm {value!r} is not supported")
-        return alg
+        return _algorithm(self.alg_value, what)
+
+
+def _algorithm(value: Any, what: str) -> CoseAlgorithm:
+    """An ``alg`` header value as a :class:`CoseAlgorithm`; raise if it is missing or unknown."""
+    alg = _ALGORITHMS.get(value) if type(value) is int else None
+    if alg is None:
+        if value is None:
+            raise DecodeError(f"{what} has no alg header parameter")
+        raise AlgorithmUnsupportedError(f"{what} algorithm {value!r} is not supported")
+    return alg
 
 
 def _encode_protected(m: Mapping[Any, Any]) -> bytes:
@@ -194,15 +199,15 @@ def _protected_map(protected: Any, what: str, path: str | None) -> Mapping[Any, 
     return frozen
 
 
-def _parse_headers(
-    protected: Any,
+def _check_unprotected(
+    pmap: Mapping[Any, Any],
     unprotected: Any,
     what: str,
     path: str | None,
-    *,
     alg_protected: bool,
-) -> Headers:
-    pmap = _protected_map(protected, what, path)
+) -> None:
+    """Check an unprotected bucket (a map; labels int/tstr and not also protected; no ``crit``;
+    ``alg`` int/tstr, and only where allowed; ``kid`` bstr)."""
     if not isinstance(unprotected, Mapping):
         raise DecodeError(f"{what} unprotected header must be a map", path=path)
     if unprotected:
@@ -227,6 +232,18 @@ def _parse_headers(
         kid = unprotected.get(_KID)
         if kid is not None and not isinstance(kid, bytes):
             raise DecodeError(f"{what} kid must be a byte string", path=path)
+
+
+def _parse_headers(
+    protected: Any,
+    unprotected: Any,
+    what: str,
+    path: str | None,
+    *,
+    alg_protected: bool,
+) -> Headers:
+    pmap = _protected_map(protected, what, path)
+    _check_unprotected(pmap, unprotected, what, path, alg_protected)
     return Headers(protected, pmap, unprotected)
 
 
@@ -286,10 +303,8 @@ _MAC0_HEAD: Final = cbor.dumps(cbor.CBORTag(Tag.COSE_MAC0, None))[:-1]
 
 def _head(n: int) -> bytes:
     """The CBOR head of a byte string of length ``n`` (major type 2, shortest form)."""
-    if n < 24:
-        return bytes((0x40 | n,))
     if n < 0x100:
-        return bytes((0x58, n))
+        return _SHORT_HEADS[n]
     if n < 0x10000:
         return b"\x59" + n.to_bytes(2, "big")
     if n < 0x100000000:
@@ -297,6 +312,9 @@ def _head(n: int) -> bytes:
     return b"\x5b" + n.to_bytes(8, "big")
 
 
+_SHORT_HEADS: Final = tuple(
+    bytes((0x40 | n,)) if n < 24 else bytes((0x58, n)) for n in range(0x100)
+)
 _SIGNATURE1: Final = b"\x84" + cbor.dumps("Signature1")
 _SIGNATURE: Final = b"\x85" + cbor.dumps("Signature")
 _MAC0: Final = b"\x84" + cbor.dumps("MAC0")
@@ -305,14 +323,15 @@ _MAC: Final = b"\x84" + cbor.dumps("MAC")
 
 def sig_structure1(protected: bytes, external_aad: bytes, payload: bytes) -> bytes:
     """``["Signature1", body_protected, external_aad, payload]`` encoded."""
+    np, na, nd = len(protected), len(external_aad), len(payload)
     return b"".join(
         (
             _SIGNATURE1,
-            _head(len(protected)),
+            _SHORT_HEADS[np] if np < 0x100 else _head(np),
             protected,
-            _head(len(external_aad)),
+            _SHORT_HEADS[na] if na < 0x100 else _head(na),
             external_aad,
-            _head(len(payload)),
+            _SHORT_HEADS[nd] if nd < 0x100 else _head(nd),
             payload,
         )
     )
@@ -714,6 +733,11 @@ def decode(
 ) -> CoseMessage:
     """Decode a tagged COSE_Sign1 / COSE_Sign / COSE_Mac0 / COSE_Mac, dispatching on its tag."""
     value = cbor.loads(data, what="COSE structure", path=path, limits=limits)
+    return _decode_value(value, data, path)
+
+
+def _decode_value(value: Any, data: bytes, path: str | None) -> CoseMessage:
+    """The message from ``value``, the strictly decoded ``data``."""
     if not isinstance(value, cbor.CBORTag):
         raise DecodeError(
             "COSE structure is not tagged (SUIT requires the tagged forms)", path=path
@@ -736,6 +760,137 @@ def decode(
 
 
 _M = TypeVar("_M", CoseSign1, CoseSign, CoseMac0, CoseMac)
+
+#: The outcome of :func:`verify_detached`: the structure's name ("COSE_Sign1", ...), its alg
+#: (None if it has none suitkit knows), the kid it names, the trusted key that verified it
+#: (None if none did) and, when none did, why.
+BlockOutcome: TypeAlias = tuple[str, "int | None", "bytes | None", "CoseKey | None", "str | None"]
+
+_STRUCTURE_NAMES: Final[dict[type, str]] = {
+    CoseSign1: "COSE_Sign1",
+    CoseSign: "COSE_Sign",
+    CoseMac0: "COSE_Mac0",
+    CoseMac: "COSE_Mac",
+}
+_TAG_SIGN1: Final = int(Tag.COSE_SIGN1)
+
+
+def verify_detached(
+    data: bytes,
+    keys: Sequence[CoseKey],
+    payload: bytes,
+    *,
+    path: str | None = None,
+    limits: cbor.Limits = cbor.DEFAULT_LIMITS,
+) -> BlockOutcome:
+    """Decode one encoded, tagged COSE authentication structure and verify it over the detached
+    ``payload`` with ``keys``: what a SUIT processor does with each SUIT_Authentication_Block.
+
+    The same checks and outcome as :func:`decode` followed by ``verify(keys, payload=payload)``
+    (malformed input raises DecodeError / CoseUnsupportedError, an unknown or missing alg
+    raises; a signature or tag that no trusted key verifies is *returned* as an outcome with
+    ``key`` None and the reason), with a direct path for the common case, a COSE_Sign1 with a
+    detached payload, that builds no message objects. Every call verifies the signature.
+    """
+    value: Any = None
+    fields = (
+        _sign1_layout(data)
+        if type(data) is bytes and limits.max_depth >= 3 and len(data) <= limits.max_input
+        else None
+    )
+    if fields is None:
+        value = cbor.loads(data, what="COSE structure", path=path, limits=limits)
+        if type(value) is cbor.CBORTag and value.tag == _TAG_SIGN1:
+            fields = value.value
+    if fields is not None and (
+        type(fields) is list
+        and len(fields) == 4
+        and fields[2] is None
+        and type(fields[1]) is dict
+        and type(fields[3]) is bytes
+    ):
+        # exactly the checks of _decode_sign1 + CoseSign1.verify, in the same order
+        prot, unprot, _, signature = fields
+        pmap = _protected_map(prot, "COSE_Sign1", path)
+        if unprot:
+            _check_unprotected(pmap, unprot, "COSE_Sign1", path, True)
+            alg_value = pmap.get(_ALG)
+            if alg_value is None:
+                alg_value = unprot.get(_ALG)
+            kid = pmap.get(_KID)
+            if kid is None:
+                kid = unprot.get(_KID)
+        else:
+            alg_value = pmap.get(_ALG)
+            kid = pmap.get(_KID)
+        alg = _algorithm(alg_value, "COSE_Sign1")
+        tbs = sig_structure1(prot, b"", _payload(None, payload, "COSE_Sign1"))
+        for key in _candidates(keys, alg, kid):
+            if verifier(key, alg)(tbs, signature):
+                return "COSE_Sign1", alg, kid, key, None
+        return (
+            "COSE_Sign1",
+            int(alg),
+            kid,
+            None,
+            f"COSE_Sign1 {alg.spec_name} signature{_kid_text(kid)} does not verify with any "
+            "trusted key",
+        )
+    if value is None:
+        value = cbor.loads(data, what="COSE structure", path=path, limits=limits)
+    msg = _decode_value(value, data, path)
+    name = _STRUCTURE_NAMES.get(type(msg), "COSE")
+    try:
+        vr = msg.verify(keys, payload=payload)
+    except AuthenticationError as exc:
+        return name, _alg_or_none(msg), _kid_or_none(msg), None, exc.message
+    return name, vr.alg, vr.kid, vr.key, None
+
+
+#: ``18([`` and ``{}, null`` / ``{4: `` : the pieces of a COSE_Sign1 with a detached payload
+_SIGN1_ARRAY: Final = b"\xd2\x84"
+_EMPTY_NULL: Final = b"\xa0\xf6"
+_KID_ONLY: Final = b"\xa1\x04"
+
+
+def _sign1_layout(data: bytes) -> list[Any] | None:
+    """The fields of ``data`` if it is exactly ``18([bstr, {}, null, bstr])`` or
+    ``18([bstr, {4: bstr}, null, bstr])`` (a COSE_Sign1 with a detached payload, no or only a
+    kid unprotected header), byte strings shorter than 65536 bytes: what
+    :func:`suitkit.format.cbor.loads` gives for it (as a tag's content), found without the
+    decoder. None for anything else, which the caller decodes in full."""
+    if data[:2] != _SIGN1_ARRAY:
+        return None
+    pstart, pend = cbor.bstr_span(data, 2)
+    if pend < 0:
+        return None
+    unprotected: dict[Any, Any] = {}
+    if data[pend : pend + 2] == _EMPTY_NULL:
+        pos = pend + 2
+    elif data[pend : pend + 2] == _KID_ONLY:
+        kstart, kend = cbor.bstr_span(data, pend + 2)
+        if kend < 0 or data[kend : kend + 1] != b"\xf6":
+            return None
+        unprotected[_KID] = data[kstart:kend]
+        pos = kend + 1
+    else:
+        return None
+    sstart, send = cbor.bstr_span(data, pos)
+    if send != len(data):
+        return None
+    return [data[pstart:pend], unprotected, None, data[sstart:send]]
+
+
+def _alg_or_none(msg: CoseMessage) -> int | None:
+    try:
+        return int(msg.headers.algorithm("COSE"))
+    except (SuitError, AttributeError):
+        return None
+
+
+def _kid_or_none(msg: CoseMessage) -> bytes | None:
+    kid = getattr(msg, "kid", None)
+    return kid if isinstance(kid, bytes) else None
 
 
 def _decode_as(cls: type[_M], data: bytes, path: str | None, limits: cbor.Limits) -> _M:

@@ -22,22 +22,18 @@ from suitkit.errors import AuthenticationError, DecodeError, SuitError
 from suitkit.format import cbor
 from suitkit.format.cbor import DEFAULT_LIMITS, Limits
 from suitkit.format.codepoints import CoseAlgorithm, ManifestKey
-from suitkit.format.digest import Digest, Hasher
+from suitkit.format.digest import Digest, Hasher, digest_fields
 from suitkit.format.envelope import (
+    AuthenticationWrapper,
     Envelope,
     OuterEnvelope,
     SeverableMember,
-    decode_outer,
+    authentication_items,
     decode_severable_member,
+    envelope_map,
+    envelope_members,
 )
 from suitkit.format.manifest import SEVERABLE_SEQUENCES, Manifest
-
-_COSE_NAMES = {
-    cose.CoseSign1: "COSE_Sign1",
-    cose.CoseSign: "COSE_Sign",
-    cose.CoseMac0: "COSE_Mac0",
-    cose.CoseMac: "COSE_Mac",
-}
 
 
 def bstr_header(length: int) -> bytes:
@@ -55,17 +51,26 @@ def bstr_header(length: int) -> bytes:
 
 def digest_of_wrapped(digest: Digest, content: bytes) -> bool:
     """Does ``digest`` cover ``content`` as a bstr-wrapped item (header included)? Constant-time."""
-    if digest.algorithm == _SHA_256:  # the mandatory algorithm: skip the generic Hasher
-        h = hashlib.sha256(bstr_header(len(content)))
+    return _wrapped_matches(digest.algorithm, digest.value, content)
+
+
+def _wrapped_matches(algorithm: int, value: bytes, content: bytes) -> bool:
+    n = len(content)
+    head = _SHORT_BSTR_HEADS[n] if n < 0x100 else bstr_header(n)
+    if algorithm == _SHA_256:  # the mandatory algorithm: skip the generic Hasher
+        h = hashlib.sha256(head)
         h.update(content)
-        return hmac.compare_digest(digest.value, h.digest())
-    hasher = Hasher(digest.algorithm)
-    hasher.update(bstr_header(len(content)))
+        return hmac.compare_digest(value, h.digest())
+    hasher = Hasher(algorithm)
+    hasher.update(head)
     hasher.update(content)
-    return digest.matches(hasher.digest())
+    return hmac.compare_digest(value, hasher.digest())
 
 
 _SHA_256 = int(CoseAlgorithm.SHA_256)
+_SHORT_BSTR_HEADS = tuple(bstr_header(n) for n in range(0x100))
+#: ``[-16, bstr(32)]`` up to the digest bytes: a SHA-256 SUIT_Digest, the usual one
+_SHA256_DIGEST_HEAD = b"\x82\x2f\x58\x20"
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,46 +130,107 @@ class AuthenticatedEnvelope:
 
     The typed manifest is parsed on first access (strictly: a malformed manifest raises
     :class:`~suitkit.errors.DecodeError` then), the way a pull parser works: authentication
-    itself needs only the envelope map, the wrapper and the manifest's top-level map.
+    itself needs only the envelope map, the wrapper and the manifest's top-level map. The
+    :attr:`result` record is likewise assembled on first access from what was checked.
     """
 
     __slots__ = (
+        "_auth_items",
+        "_auth_raw",
+        "_blocks",
         "_data",
+        "_digest",
+        "_digest_value",
         "_envelope",
         "_extra",
         "_extra_bytes",
         "_limits",
+        "_manifest_raw",
         "_manifest_value",
         "_members_bytes",
+        "_members_checked",
+        "_members_severed",
         "_outer",
-        "result",
+        "_parts",
+        "_result",
+        "_tagged",
     )
 
     def __init__(
         self,
-        outer: OuterEnvelope,
+        data: bytes,
+        tagged: bool,
+        auth_raw: bytes,
+        auth_items: list[bytes],
+        parts: tuple[dict[int, bytes], dict[str, bytes], dict[int, Any]],
+        manifest_raw: bytes,
+        digest_value: list[Any],
+        blocks: list[tuple[Any, ...]],
         manifest_value: dict[Any, Any],
         members: Mapping[int, bytes],
         extra: Mapping[int, bytes],
-        result: AuthenticationResult,
+        checked: tuple[int, ...],
+        severed: tuple[int, ...],
         limits: Limits,
-        data: bytes,
     ) -> None:
-        self._outer = outer
+        self._data = data
+        self._tagged = tagged
+        self._auth_raw = auth_raw
+        self._auth_items = auth_items
+        self._parts = parts
+        self._manifest_raw = manifest_raw
+        self._digest_value = digest_value
+        self._digest: Digest | None = None
+        self._blocks = blocks
         self._manifest_value = manifest_value
         self._members_bytes = members
         self._extra_bytes = extra
-        self.result = result
+        self._members_checked = checked
+        self._members_severed = severed
         self._limits = limits
+        self._outer: OuterEnvelope | None = None
+        self._result: AuthenticationResult | None = None
         self._envelope: Envelope | None = None
         self._extra: dict[int, SeverableMember] | None = None
-        self._data = data
+
+    @property
+    def digest(self) -> Digest:
+        """The SUIT_Digest of the manifest that the authentication wrapper holds (and matched)."""
+        if self._digest is None:
+            d = Digest.from_cbor(self._digest_value, _DIGEST_PATH)
+            object.__setattr__(d, "_encoded", self._auth_items[0])
+            self._digest = d
+        return self._digest
+
+    @property
+    def result(self) -> AuthenticationResult:
+        """What was checked: the digest, every block's outcome, the severable members."""
+        if self._result is None:
+            self._result = AuthenticationResult(
+                self.digest,
+                tuple(BlockResult(*b) for b in self._blocks),
+                self._members_checked,
+                self._members_severed,
+            )
+        return self._result
+
+    @property
+    def outer(self) -> OuterEnvelope:
+        """The envelope map with the authentication wrapper decoded, the manifest as bytes."""
+        if self._outer is None:
+            auth = AuthenticationWrapper(self.digest, tuple(self._auth_items[1:]))
+            object.__setattr__(auth, "_encoded", self._auth_raw)
+            severable, payloads, ext = self._parts
+            self._outer = OuterEnvelope(
+                auth, self._manifest_raw, severable, payloads, ext, self._tagged
+            )
+        return self._outer
 
     @property
     def envelope(self) -> Envelope:
         """The parsed envelope (manifest and severable members checked and decoded)."""
         if self._envelope is None:
-            outer, limits = self._outer, self._limits
+            outer, limits = self.outer, self._limits
             manifest = Manifest.from_cbor(self._manifest_value, "envelope/manifest", limits)
             object.__setattr__(manifest, "_encoded", outer.manifest_bytes)
             members = {
@@ -251,52 +317,72 @@ def authenticate(
     manifest's digests. Raises :class:`~suitkit.errors.AuthenticationError` if the digest does
     not match, no block verifies under a trusted key, or a member does not match its digest;
     :class:`~suitkit.errors.DecodeError` for malformed input.
+
+    This is the processor's hot path: it works on the decoded CBOR directly (the envelope map,
+    the wrapper array, the COSE structures) and builds the model objects (the wrapper, the
+    per-block results) only when they are asked for. Each layer is still decoded strictly,
+    every signature is verified on every call, and the manifest is decoded only once a block
+    has verified (§6.2).
     """
     keys = list(trusted_keys)
-    outer = decode_outer(data, limits=limits)
-    auth = outer.authentication
+    value, tagged, auth_raw, manifest_raw = envelope_map(data, limits)
+    items = authentication_items(auth_raw, _AUTH_PATH, limits)
+    payload = items[0]  # §8.3: the detached payload is the bstr-wrapped SUIT_Digest
+    if len(payload) == 36 and payload[:4] == _SHA256_DIGEST_HEAD:
+        digest_value: Any = [_SHA_256, payload[4:]]  # exactly [-16, bstr(32)]
+    else:
+        digest_value = cbor.loads(payload, what="SUIT_Digest", path=_DIGEST_PATH)
+    digest_alg, digest_bytes = digest_fields(digest_value, _DIGEST_PATH)
+    parts = envelope_members(value)  # (in decode_outer's order: after the wrapper)
     # §8.3: the digest covers the bstr-wrapped manifest, CBOR header included.
-    if not digest_of_wrapped(auth.digest, outer.manifest_bytes):
+    if not _wrapped_matches(digest_alg, digest_bytes, manifest_raw):
         raise AuthenticationError(
             "the manifest does not match the SUIT_Digest in the authentication wrapper",
-            path="envelope/authentication-wrapper/digest",
+            path=_DIGEST_PATH,
         )
-    if not auth.blocks:
+    if len(items) == 1:
         raise AuthenticationError(
             "the envelope is not authenticated: its authentication wrapper holds only the "
             "digest, no signature or MAC (§8.3)",
-            path="envelope/authentication-wrapper",
+            path=_AUTH_PATH,
         )
     if not keys:
         raise AuthenticationError("no trusted key was given to verify the envelope with")
-    payload = auth.digest.encoded  # §8.3: the detached payload is the bstr-wrapped SUIT_Digest
-    results = []
-    for i, block in enumerate(auth.blocks):
-        where = f"envelope/authentication-wrapper[{i + 1}]"
-        msg = cose.decode(block, path=where, limits=limits)
-        name = _COSE_NAMES.get(type(msg), "COSE")
-        try:
-            vr = msg.verify(keys, payload=payload)
-        except AuthenticationError as exc:
-            results.append(BlockResult(i + 1, name, _alg(msg), _kid(msg), False, error=exc.message))
-            continue
-        results.append(BlockResult(i + 1, name, vr.alg, vr.kid, True, key=vr.key))
-    if not any(r.verified for r in results):
-        reasons = "; ".join(f"block {r.index}: {r.error}" for r in results)
+    blocks: list[tuple[Any, ...]] = []
+    verified = False
+    for i in range(1, len(items)):
+        where = _BLOCK_PATHS[i] if i < len(_BLOCK_PATHS) else f"{_AUTH_PATH}[{i}]"
+        name, alg, kid, key, error = cose.verify_detached(
+            items[i], keys, payload, path=where, limits=limits
+        )
+        if key is not None:
+            verified = True
+            blocks.append((i, name, alg, kid, True, key))
+        else:
+            blocks.append((i, name, alg, kid, False, None, error))
+    if not verified:
+        reasons = "; ".join(f"block {b[0]}: {b[6]}" for b in blocks)
         raise AuthenticationError(
             f"no authentication block verifies under a trusted key ({reasons})",
-            path="envelope/authentication-wrapper",
+            path=_AUTH_PATH,
         )
     # Authentic: now the manifest may be parsed (§6.2). Only its top-level map is needed here,
     # for the digests of severable members; the typed manifest is parsed on first access.
     manifest_value = cbor.loads(
-        outer.manifest_bytes, what="SUIT_Manifest", path="envelope/manifest", limits=limits
+        manifest_raw, what="SUIT_Manifest", path="envelope/manifest", limits=limits
     )
     if type(manifest_value) is not dict:
         raise DecodeError("SUIT_Manifest must be a map", path="envelope/manifest")
-    members, extra, checked, missing = _check_members(manifest_value, outer.severable, severed)
-    result = AuthenticationResult(auth.digest, tuple(results), checked, missing)
-    return AuthenticatedEnvelope(outer, manifest_value, members, extra, result, limits, data)
+    members, extra, checked, missing = _check_members(manifest_value, parts[0], severed)
+    return AuthenticatedEnvelope(
+        data, tagged, auth_raw, items, parts, manifest_raw, digest_value, blocks,
+        manifest_value, members, extra, checked, missing, limits,
+    )  # fmt: skip
+
+
+_AUTH_PATH = "envelope/authentication-wrapper"
+_DIGEST_PATH = "envelope/authentication-wrapper/digest"
+_BLOCK_PATHS = tuple(f"{_AUTH_PATH}[{i}]" for i in range(16))
 
 
 def _check_members(
@@ -312,6 +398,8 @@ def _check_members(
             digests[mkey] = Digest.from_cbor(
                 held, f"envelope/manifest/{ManifestKey(mkey).spec_name}"
             )
+    if not digests and not in_envelope and not supplied:  # nothing severable: nothing to check
+        return {}, {}, (), ()
     members: dict[int, bytes] = {}
     for key, content in in_envelope.items():
         name = ManifestKey.name_of(key) or str(key)
@@ -356,18 +444,6 @@ def _check_members(
 
 
 _SEVERABLE_KEYS = tuple(int(k) for k in (*SEVERABLE_SEQUENCES, ManifestKey.TEXT))
-
-
-def _alg(msg: Any) -> int | None:
-    try:
-        return int(msg.headers.algorithm("COSE"))
-    except (SuitError, AttributeError):
-        return None
-
-
-def _kid(msg: Any) -> bytes | None:
-    kid = getattr(msg, "kid", None)
-    return kid if isinstance(kid, bytes) else None
 
 
 def _key_id(key: CoseKey) -> bytes | None:

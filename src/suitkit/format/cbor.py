@@ -38,6 +38,7 @@ __all__ = [
     "Limits",
     "Raw",
     "Wrapped",
+    "bstr_span",
     "diag",
     "dumps",
     "key_order",
@@ -216,18 +217,29 @@ def loads(
         # holds one complete item and nothing after it (a trailing byte would be decoded as
         # the second element instead of the nonce). Any failure falls through to the strict
         # decoder below, which names the problem precisely.
-        try:
-            framed = _plain_loads(
-                b"\x82" + data + _NONCE_ITEM,
-                allow_indefinite=False,
-                allow_duplicate_keys=False,
-                max_depth=limits.max_depth + 1,
-            )
-        except Exception:  # the strict path below reports it
-            framed = None
-        if type(framed) is list and len(framed) == 2 and framed[1] == _NONCE:
-            value = framed[0]
-            return _thaw(value) if type(value) is CBORTag else value
+        #
+        # cbor2 decodes the content of a tag as immutable (tuple, frozendict), which suitkit
+        # then has to thaw. For the SUIT / COSE structure tags (107, 16-18, 96-98), which cbor2
+        # gives no meaning to, the tag head is stripped here and the content decoded on its own
+        # (mutable), one nesting level shallower, as a tag counts as one level in cbor2.
+        if not 0xD0 <= data[0] <= 0xD8:
+            try:
+                framed = _plain_loads(
+                    b"\x82" + data + _NONCE_ITEM,
+                    allow_indefinite=False,
+                    allow_duplicate_keys=False,
+                    max_depth=limits.max_depth + 1,
+                )
+            except Exception:  # the strict path below reports it
+                framed = None
+            # a successful decode of the definite-length framing array is a list of two
+            if framed is not None and framed[1] == _NONCE:
+                value = framed[0]
+                return _thaw(value) if type(value) is CBORTag else value
+        else:
+            value = _loads_tagged(data, limits.max_depth)
+            if value is not _MISS:
+                return value
     stream = io.BytesIO(data)
     dec = _decoder(limits.max_depth)
     dec.fp = stream
@@ -273,6 +285,95 @@ def _thaw(value: Any) -> Any:
     return value
 
 
+_MISS = object()
+
+_NO_SPAN: tuple[int, int] = (-1, -1)
+
+
+def bstr_span(data: bytes, pos: int) -> tuple[int, int]:
+    """Where the content of the byte string whose head is at ``pos`` lies, ``(start, end)``;
+    ``(-1, -1)`` unless a definite-length byte string (length below 65536) that ends within
+    ``data`` starts there.
+
+    For exact-layout fast paths (the envelope map, SUIT_Authentication, COSE_Sign1): a caller
+    that finds its bytes laid out exactly as expected, every item accounted for up to the last
+    byte, knows the value :func:`loads` would give without calling it; on anything else it calls
+    :func:`loads`, which decodes strictly and reports what is wrong. Indefinite lengths and
+    truncated strings never match here."""
+    n = len(data)
+    if pos >= n:
+        return _NO_SPAN
+    b = data[pos]
+    if 0x40 <= b <= 0x57:
+        start = pos + 1
+        end = start + b - 0x40
+    elif b == 0x58 and pos + 1 < n:
+        start = pos + 2
+        end = start + data[pos + 1]
+    elif b == 0x59 and pos + 2 < n:
+        start = pos + 3
+        end = start + (data[pos + 1] << 8 | data[pos + 2])
+    else:
+        return _NO_SPAN
+    return (start, end) if end <= n else _NO_SPAN
+
+
+def _loads_tagged(data: bytes, max_depth: int) -> Any:
+    """The fast path for an item whose first byte is 0xD0-0xD8: a SUIT / COSE structure tag
+    (cbor2 has no decoder for them) has its head stripped and its content decoded on its own,
+    mutable, one nesting level shallower (a tag counts as one level in cbor2). Returns
+    :data:`_MISS` for anything else or any failure (the strict path then reports it)."""
+    tag: int | None = _STRIP_1.get(data[0])
+    if tag is not None:
+        body = data[1:]
+    elif data[0] == 0xD8 and len(data) > 1 and data[1] in _STRIP_TAGS:
+        tag = data[1]
+        body = data[2:]
+    else:
+        body = data
+        max_depth += 1
+    if not body or max_depth <= 0:
+        return _MISS
+    try:
+        framed = _plain_loads(
+            b"\x82" + body + _NONCE_ITEM,
+            allow_indefinite=False,
+            allow_duplicate_keys=False,
+            max_depth=max_depth,
+        )
+    except Exception:  # the strict path reports it
+        return _MISS
+    if framed[1] != _NONCE:
+        return _MISS
+    value = framed[0]
+    if tag is None:
+        return _thaw(value) if type(value) is CBORTag else value
+    return CBORTag(tag, _thaw_nested(value))
+
+
+def _thaw_nested(value: Any) -> Any:
+    """Thaw the tags nested inside mutable containers (what :func:`_thaw` does for the content
+    of a top-level tag whose head the fast path stripped): lists and dicts are walked in place,
+    scalars are left alone."""
+    t = type(value)
+    if t is list:
+        for i, v in enumerate(value):
+            if v and type(v) in _NESTED:
+                value[i] = _thaw_nested(v)
+    elif t is dict:
+        for k, v in value.items():
+            if v and type(v) in _NESTED:
+                value[k] = _thaw_nested(v)
+    elif t is CBORTag:
+        return _thaw(value)
+    return value
+
+
+_NESTED = frozenset({list, dict, CBORTag})
+#: Tags whose content the fast path decodes without the tag (cbor2 has no decoder for them):
+#: COSE_Encrypt0/Mac0/Sign1 (16-18), COSE_Encrypt/Mac/Sign (96-98), SUIT_Envelope (107).
+_STRIP_TAGS = frozenset({16, 17, 18, 96, 97, 98, 107})
+_STRIP_1 = {0xC0 + t: t for t in _STRIP_TAGS if t < 24}
 _EMPTY = io.BytesIO(b"")
 _FAST_PATH_MAX = 64 * 1024
 _NONCE = os.urandom(16)

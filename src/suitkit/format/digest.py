@@ -51,6 +51,19 @@ def _alg_name(algorithm: int) -> str:
     return f"{algorithm} ({CoseAlgorithm(algorithm).spec_name})" if name else str(algorithm)
 
 
+def digest_fields(value: Any, path: str = "digest") -> tuple[int, bytes]:
+    """Check the decoded SUIT_Digest array ``value``; return its algorithm-id and digest-bytes
+    (what :meth:`Digest.from_cbor` checks, for callers that need no Digest object)."""
+    if type(value) is not list or len(value) < 2:
+        raise DecodeError("SUIT_Digest must be an array [algorithm-id, digest-bytes]", path=path)
+    alg, dig = value[0], value[1]
+    if type(alg) is not int:
+        raise DecodeError("SUIT_Digest algorithm-id must be an integer", path=path)
+    if type(dig) is not bytes:
+        raise DecodeError("SUIT_Digest digest-bytes must be a byte string", path=path)
+    return alg, dig
+
+
 @dataclass(frozen=True, slots=True)
 class Digest:
     """``SUIT_Digest = [algorithm-id, digest-bytes, * extensions]``."""
@@ -69,15 +82,7 @@ class Digest:
     @classmethod
     def from_cbor(cls, value: Any, path: str = "digest") -> Digest:
         """Decode the SUIT_Digest array ``value`` (already CBOR-decoded)."""
-        if type(value) is not list or len(value) < 2:
-            raise DecodeError(
-                "SUIT_Digest must be an array [algorithm-id, digest-bytes]", path=path
-            )
-        alg, dig = value[0], value[1]
-        if type(alg) is not int:
-            raise DecodeError("SUIT_Digest algorithm-id must be an integer", path=path)
-        if type(dig) is not bytes:
-            raise DecodeError("SUIT_Digest digest-bytes must be a byte string", path=path)
+        alg, dig = digest_fields(value, path)
         return cls(alg, dig, tuple(value[2:]))
 
     @classmethod

@@ -43,18 +43,11 @@ class AuthenticationWrapper:
     def decode(
         cls, data: bytes, path: str = "authentication-wrapper", limits: Limits = DEFAULT_LIMITS
     ) -> AuthenticationWrapper:
-        value = cbor.loads(data, what="SUIT_Authentication", path=path, limits=limits)
-        if type(value) is not list or not value:
-            raise DecodeError(
-                "SUIT_Authentication must be an array starting with the SUIT_Digest", path=path
-            )
-        for v in value:
-            if type(v) is not bytes:
-                raise DecodeError(
-                    "every element of SUIT_Authentication must be a bstr-wrapped item", path=path
-                )
-        digest = Digest.decode(value[0], f"{path}/digest")
-        w = cls(digest, tuple(value[1:]))
+        return cls._from_items(authentication_items(data, path, limits), data, path)
+
+    @classmethod
+    def _from_items(cls, items: list[bytes], data: bytes, path: str) -> AuthenticationWrapper:
+        w = cls(Digest.decode(items[0], f"{path}/digest"), tuple(items[1:]))
         object.__setattr__(w, "_encoded", data)
         return w
 
@@ -199,11 +192,39 @@ class OuterEnvelope:
 _TAG_ENVELOPE = int(Tag.SUIT_ENVELOPE)
 _KEY_AUTH = int(EnvelopeKey.AUTHENTICATION_WRAPPER)
 _KEY_MANIFEST = int(EnvelopeKey.MANIFEST)
+#: tag 107, a map of two entries, key 2: how an envelope without severable members begins
+_TAGGED_MAP2_KEY2 = b"\xd8\x6b\xa2\x02"
 _ENVELOPE_MEMBER_KEYS = frozenset(int(k) for k in (*SEVERABLE_SEQUENCES, ManifestKey.TEXT))
 
 
 def decode_outer(data: bytes, *, limits: Limits = DEFAULT_LIMITS) -> OuterEnvelope:
     """Parse the envelope map and its authentication wrapper, leaving the manifest as bytes."""
+    value, tagged, auth_raw, manifest_raw = envelope_map(data, limits)
+    auth = AuthenticationWrapper.decode(auth_raw, _AUTH_PATH, limits)
+    severable, payloads, ext = envelope_members(value)
+    return OuterEnvelope(auth, manifest_raw, severable, payloads, ext, tagged)
+
+
+_AUTH_PATH = "envelope/authentication-wrapper"
+
+
+def envelope_map(data: bytes, limits: Limits) -> tuple[dict[Any, Any], bool, bytes, bytes]:
+    """The first step of :func:`decode_outer`: the envelope map (strictly decoded), whether it
+    was tagged, and the two bstrs every envelope has (authentication wrapper, manifest)."""
+    n = len(data)
+    if (
+        type(data) is bytes
+        and data[:4] == _TAGGED_MAP2_KEY2
+        and limits.max_depth >= 2
+        and n <= limits.max_input
+    ):
+        # exactly ``107({2: bstr, 3: bstr})``, the usual envelope: no need for the decoder
+        start, end = cbor.bstr_span(data, 4)
+        if 0 < end < n and data[end] == _KEY_MANIFEST:
+            mstart, mend = cbor.bstr_span(data, end + 1)
+            if mend == n:
+                auth, manifest = data[start:end], data[mstart:mend]
+                return {_KEY_AUTH: auth, _KEY_MANIFEST: manifest}, True, auth, manifest
     value = cbor.loads(data, what="SUIT_Envelope", path="envelope", limits=limits)
     tagged = False
     if type(value) is cbor.CBORTag:
@@ -221,7 +242,7 @@ def decode_outer(data: bytes, *, limits: Limits = DEFAULT_LIMITS) -> OuterEnvelo
     if type(auth_raw) is not bytes:
         raise DecodeError(
             "the authentication wrapper must be a bstr-wrapped SUIT_Authentication",
-            path="envelope/authentication-wrapper",
+            path=_AUTH_PATH,
         )
     manifest_raw = value.get(_KEY_MANIFEST)
     if manifest_raw is None:
@@ -230,10 +251,54 @@ def decode_outer(data: bytes, *, limits: Limits = DEFAULT_LIMITS) -> OuterEnvelo
         raise DecodeError(
             "the manifest must be a bstr-wrapped SUIT_Manifest", path="envelope/manifest"
         )
-    auth = AuthenticationWrapper.decode(auth_raw, "envelope/authentication-wrapper", limits)
+    return value, tagged, auth_raw, manifest_raw
+
+
+def authentication_items(
+    data: bytes, path: str = _AUTH_PATH, limits: Limits = DEFAULT_LIMITS
+) -> list[bytes]:
+    """The decoded SUIT_Authentication array: the bstr-wrapped SUIT_Digest, then the blocks."""
+    n = len(data)
+    if (
+        type(data) is bytes
+        and n
+        and 0x81 <= data[0] <= 0x97
+        and limits.max_depth >= 1
+        and n <= limits.max_input
+    ):
+        # an array of 1 to 23 byte strings and nothing else: no need for the decoder
+        items: list[bytes] = []
+        pos = 1
+        for _ in range(data[0] - 0x80):
+            start, pos = cbor.bstr_span(data, pos)
+            if pos < 0:
+                break
+            items.append(data[start:pos])
+        else:
+            if pos == n:
+                return items
+    value = cbor.loads(data, what="SUIT_Authentication", path=path, limits=limits)
+    if type(value) is not list or not value:
+        raise DecodeError(
+            "SUIT_Authentication must be an array starting with the SUIT_Digest", path=path
+        )
+    for v in value:
+        if type(v) is not bytes:
+            raise DecodeError(
+                "every element of SUIT_Authentication must be a bstr-wrapped item", path=path
+            )
+    return value
+
+
+def envelope_members(
+    value: dict[Any, Any],
+) -> tuple[dict[int, bytes], dict[str, bytes], dict[int, Any]]:
+    """The envelope map's other members: severable members, integrated payloads, extensions."""
     severable: dict[int, bytes] = {}
     payloads: dict[str, bytes] = {}
     ext: dict[int, Any] = {}
+    if len(value) == 2:  # only the wrapper and the manifest
+        return severable, payloads, ext
     for k, v in value.items():
         if k in (_KEY_AUTH, _KEY_MANIFEST):
             continue
@@ -257,7 +322,7 @@ def decode_outer(data: bytes, *, limits: Limits = DEFAULT_LIMITS) -> OuterEnvelo
             raise DecodeError(
                 f"envelope key {k!r} is neither an integer nor a text string", path="envelope"
             )
-    return OuterEnvelope(auth, manifest_raw, severable, payloads, ext, tagged)
+    return severable, payloads, ext
 
 
 def decode_severable_member(
