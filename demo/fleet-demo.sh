@@ -71,7 +71,7 @@ v = uuid.uuid5(uuid.NAMESPACE_DNS, "example.com")
 print(v, uuid.uuid5(v, "fleet-board-rev-a"))')
 echo "vendor-id $VENDOR  class-id $CLASS"
 
-step "2. The update service on loopback: HTTP (SQLite) and CoAP beside it"
+step "2. The update service on loopback: HTTP (SQLite) and CoAP, in one process"
 PORT=$(free_port tcp)
 CPORT=$(free_port udp)
 URL="http://127.0.0.1:$PORT"
@@ -79,24 +79,21 @@ COAP="coap://127.0.0.1:$CPORT"
 export SUITKIT_TICK_INTERVAL=0.5 SUITKIT_ACCESS_LOG=false
 suitkit db upgrade --data "$OUT/server" >/dev/null
 TOKEN=$(suitkit admin token create --role admin --name fleet-demo --data "$OUT/server")
-suitkit serve --data "$OUT/server" --host 127.0.0.1 --port "$PORT" \
+suitkit serve --data "$OUT/server" --host 127.0.0.1 --port "$PORT" --coap-port "$CPORT" \
   --trust "$OUT/author.pub.pem" >"$OUT/server.log" 2>&1 &
 PIDS+=($!)
-"$PY" -m suitkit.transport.coap_server --data "$OUT/server" --trust "$OUT/author.pub.pem" \
-  --host 127.0.0.1 --port "$CPORT" --ready-file "$OUT/coap.ready" >"$OUT/coap.log" 2>&1 &
-PIDS+=($!)
-"$PY" - "$URL" "$OUT/coap.ready" <<'PY'
-import sys, time, pathlib, httpx
-url, ready = sys.argv[1], pathlib.Path(sys.argv[2])
+"$PY" - "$URL" <<'PY'
+import sys, time, httpx
+url = sys.argv[1]
 deadline = time.monotonic() + 30
-while True:
+while True:  # HTTP answers once the server has started, CoAP included
     try:
-        if httpx.get(url + "/healthz", timeout=1).status_code == 200 and ready.exists():
+        if httpx.get(url + "/healthz", timeout=1).status_code == 200:
             break
     except httpx.HTTPError:
         pass
     if time.monotonic() > deadline:
-        sys.exit("the server did not start (see server.log and coap.log in the output folder)")
+        sys.exit("the server did not start (see server.log in the output folder)")
     time.sleep(0.1)
 PY
 echo "HTTP $URL, CoAP $COAP"

@@ -40,7 +40,7 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
 
 class LiveServer:
     """``python -m suitkit.server serve`` on 127.0.0.1 (SQLite in ``data``), restartable on
-    the same port; optionally the CoAP front end next to it."""
+    the same port; optionally with the CoAP device API (``--coap-port``, in the same process)."""
 
     def __init__(self, data: Path, *, coap: bool = False, extra: list[str] | None = None) -> None:
         self.data = data
@@ -49,21 +49,34 @@ class LiveServer:
         self.coap_port = free_port(socket.SOCK_DGRAM) if coap else None
         self.coap_url = f"coap://127.0.0.1:{self.coap_port}" if coap else None
         self.proc: subprocess.Popen[bytes] | None = None
-        self.coap_proc: subprocess.Popen[bytes] | None = None
+        self.coap_proc: subprocess.Popen[bytes] | None = None  # CoAP as a process of its own
         self.extra = extra or []
         self.env = {**os.environ, "SUITKIT_TICK_INTERVAL": "0.2", "SUITKIT_ACCESS_LOG": "false"}
         self.log = data.parent / f"server-{self.port}.log"
 
     def start(self, timeout: float = 30.0) -> LiveServer:
+        try:
+            return self._start(timeout)
+        except RuntimeError as exc:
+            if self.coap_port is None or "coap-port" not in str(exc):
+                raise
+            print(exc, file=sys.stderr)  # the CoAP port was taken meanwhile? one more try
+            self.coap_port = free_port(socket.SOCK_DGRAM)
+            self.coap_url = f"coap://127.0.0.1:{self.coap_port}"
+            return self._start(timeout)
+
+    def _start(self, timeout: float) -> LiveServer:
         self.data.mkdir(parents=True, exist_ok=True)
         args = [sys.executable, "-m", "suitkit.server", "serve", "--data", str(self.data),
                 "--host", "127.0.0.1", "--port", str(self.port), "--trust", str(AUTHOR_PUB),
                 *self.extra]
+        if self.coap_port is not None:
+            args += ["--coap-port", str(self.coap_port)]
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(args, stdout=log, stderr=log, env=self.env,
                                          start_new_session=True)
         deadline = time.monotonic() + timeout
-        while True:
+        while True:  # answering HTTP: the lifespan has started, CoAP is bound
             if self.proc.poll() is not None:
                 raise RuntimeError(f"the server exited: {self.log.read_text()[-3000:]}")
             try:
@@ -75,29 +88,7 @@ class LiveServer:
                 self.stop()
                 raise RuntimeError(f"the server did not start: {self.log.read_text()[-3000:]}")
             time.sleep(0.1)
-        if self.coap_port is not None:
-            try:
-                self.start_coap()
-            except RuntimeError as exc:  # the UDP port was taken meanwhile? one more try
-                print(exc, file=sys.stderr)
-                self.coap_port = free_port(socket.SOCK_DGRAM)
-                self.coap_url = f"coap://127.0.0.1:{self.coap_port}"
-                self.start_coap()
         return self
-
-    def start_coap(self) -> None:
-        args = [sys.executable, "-m", "suitkit.transport.coap_server", "--data", str(self.data),
-                "--trust", str(AUTHOR_PUB), "--host", "127.0.0.1", "--port",
-                str(self.coap_port), "--ready-file", str(self.data / "coap.ready")]
-        (self.data / "coap.ready").unlink(missing_ok=True)
-        with open(self.log, "ab") as log:
-            self.coap_proc = subprocess.Popen(args, stdout=log, stderr=log, env=self.env,
-                                              start_new_session=True)
-        deadline = time.monotonic() + 30
-        while not (self.data / "coap.ready").exists():
-            if self.coap_proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the CoAP server did not start: {self.log.read_text()[-3000:]}")
-            time.sleep(0.05)
 
     def kill9(self) -> None:
         for p in (self.proc, self.coap_proc):

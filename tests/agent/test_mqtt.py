@@ -174,9 +174,9 @@ def test_backoff_and_jitter_bounds() -> None:
 @needs_broker
 def test_the_server_hook_wakes_the_devices_a_campaign_may_offer_to(tmp_path: Path) -> None:
     """``wake_campaign`` over the server's own state: the pending devices of open waves."""
-    from suitkit.agent.wakeup import campaign_targets, wake_campaign
     from suitkit.server.app import build_state
     from suitkit.server.config import Settings
+    from suitkit.server.wakeups import campaign_targets, wake_campaign
 
     from .helpers import AUTHOR_PUB, LiveServer, Operator, payload, release
 
@@ -212,4 +212,51 @@ def test_the_server_hook_wakes_the_devices_a_campaign_may_offer_to(tmp_path: Pat
             state.db.dispose()
         op.close()
     finally:
+        live.stop()
+
+
+@needs_broker
+@pytest.mark.slow
+def test_serve_with_mqtt_url_wakes_a_running_agent_at_once(tmp_path: Path) -> None:
+    """``suitkit serve --mqtt-url``, ``suitkit agent run --mqtt`` polling once an hour: a new
+    campaign reaches the agent in seconds, through the wake-up the server publishes."""
+    import subprocess
+    import sys
+    import time
+
+    from .helpers import LiveServer, Operator, enroll, payload, release
+
+    live = LiveServer(tmp_path / "data", extra=["--mqtt-url", URL])
+    live.start()
+    agent: subprocess.Popen[bytes] | None = None
+    op = Operator(live.url, live.admin_token())
+    try:
+        dev = new_device(tmp_path / "dev")
+        device_id = str(dev.config.device_id)
+        enroll(dev.dir, live.url, op.register(dev))
+        out = tmp_path / "agent.log"
+        with open(out, "wb") as log:
+            agent = subprocess.Popen(
+                [sys.executable, "-m", "suitkit.cli.agent", "agent", "run", str(dev.dir),
+                 "--interval", "3600", "--mqtt", URL],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        deadline = time.monotonic() + 30
+        while "listening for wake-ups" not in out.read_text():
+            assert agent.poll() is None and time.monotonic() < deadline, out.read_text()
+            time.sleep(0.05)
+        fw = payload(3000, b"woken")
+        camp = op.campaign(op.upload(release(2, fw), fw), [device_id])
+        t0 = time.monotonic()
+        while op.status(camp["id"])["counts"]["installed"] < 1:
+            assert time.monotonic() - t0 < 30, out.read_text() + live.log.read_text()[-3000:]
+            time.sleep(0.1)
+        assert op.device(device_id)["sequence_number"] == 2
+        assert "wake-ups published" in live.log.read_text()
+        assert "woken up by a push notification" in out.read_text()
+    finally:
+        if agent is not None:
+            agent.terminate()
+            agent.wait(10)
+        op.close()
         live.stop()

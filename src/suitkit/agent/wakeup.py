@@ -1,33 +1,29 @@
-"""Push wake-ups over MQTT: the server tells a device to check in now instead of at its next
-poll (RFC 9019 §3: the status tracker may notify devices).
+"""Push wake-ups over MQTT, device side: the server tells a device to check in now instead of
+at its next poll (RFC 9019 §3: the status tracker may notify devices).
 
-Each device subscribes to its own topic, ``suitkit/devices/<device-id>/wake`` (QoS 0, no
-payload needed): a wake-up carries no authority, it only makes the device do what it would do
-anyway (check in over the authenticated device API), so a spoofed or lost one is harmless.
+Each device subscribes to its own topic, ``suitkit/devices/<device-id>/wake``
+(:func:`suitkit.transport.mqtt.wake_topic`; QoS 0, no payload needed): a wake-up carries no
+authority, it only makes the device do what it would do anyway (check in over the
+authenticated device API), so a spoofed or lost one is harmless.
 
-The device side is :func:`listen`; the server side, :func:`wake_devices` (publish to given
-devices) and :func:`wake_campaign` (the devices a campaign may offer its update to now).
+The device side is :func:`listen`. The server publishes (``suitkit serve --mqtt-url``) with
+:mod:`suitkit.server.wakeups`; :func:`wake_devices` publishes by hand (tests, scripts).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 from suitkit.agent.backoff import Backoff
-from suitkit.transport.mqtt import MqttClient, MqttError
+from suitkit.transport.mqtt import WAKE_TOPIC as TOPIC
+from suitkit.transport.mqtt import MqttClient, MqttError, publish_wakeups
+from suitkit.transport.mqtt import wake_topic as topic_for
 
-if TYPE_CHECKING:
-    from suitkit.server.state import ServerState
+__all__ = ["TOPIC", "listen", "topic_for", "wake_devices"]
 
-__all__ = ["listen", "topic_for", "wake_campaign", "wake_devices"]
-
-TOPIC = "suitkit/devices/{device_id}/wake"
-
-
-def topic_for(device_id: str) -> str:
-    return TOPIC.format(device_id=device_id)
+#: Publish a wake-up to given devices (one connection); returns how many.
+wake_devices = publish_wakeups
 
 
 async def listen(
@@ -59,44 +55,3 @@ async def listen(
             await asyncio.sleep(delay)
         finally:
             await client.close()
-
-
-async def wake_devices(url: str, device_ids: Iterable[str], payload: bytes = b"check-in",
-                       ) -> int:
-    """Publish a wake-up to each device (one connection); returns how many."""
-    n = 0
-    async with MqttClient.from_url(url, keepalive=0) as client:
-        for dev in device_ids:
-            await client.publish(topic_for(dev), payload)
-            n += 1
-    return n
-
-
-def campaign_targets(state: ServerState, campaign_id: int) -> list[str]:
-    """The devices a campaign would offer its update to at their next check-in: pending
-    deployments of its open waves, while it runs."""
-    from sqlalchemy import select
-
-    from suitkit.server.models import Campaign, CampaignState, Deployment, DeploymentState, Device
-
-    with state.db.read() as s:
-        c = s.get(Campaign, campaign_id)
-        if c is None or c.state != CampaignState.RUNNING:
-            return []
-        return list(s.scalars(
-            select(Device.device_id)
-            .join(Deployment, Deployment.device_pk == Device.id)
-            .where(Deployment.campaign_id == campaign_id,
-                   Deployment.state == DeploymentState.PENDING,
-                   Deployment.wave <= c.current_wave)
-        ))
-
-
-async def wake_campaign(state: ServerState, campaign_id: int, url: str) -> int:
-    """Wake the devices :func:`campaign_targets` names (the server's hook: after a campaign
-    is created, resumed, or opens a wave). Errors are the caller's to log: a wake-up is an
-    optimisation, devices poll anyway."""
-    targets = await asyncio.to_thread(campaign_targets, state, campaign_id)
-    if not targets:
-        return 0
-    return await wake_devices(url, targets)

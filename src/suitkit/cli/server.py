@@ -80,6 +80,22 @@ def serve(
     log_level: Annotated[
         str | None, typer.Option("--log-level", help="debug, info, warning or error")
     ] = None,
+    coap_port: Annotated[
+        int | None,
+        typer.Option(
+            "--coap-port",
+            help="Serve the device API over CoAP too (UDP and coap+tcp) on this port, e.g. "
+            "5683 (default: off; 0 turns it off)",
+        ),
+    ] = None,
+    mqtt_url: Annotated[
+        str | None,
+        typer.Option(
+            "--mqtt-url",
+            help="MQTT broker (mqtt://host[:port]) to wake devices through when a campaign "
+            "offers them an update (default: off)",
+        ),
+    ] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Run the update service (migrates the database first)."""
@@ -93,6 +109,8 @@ def serve(
         trust=list(trust) if trust else None,
         public_url=public_url,
         log_level=log_level,
+        coap_port=coap_port,
+        mqtt_url=mqtt_url,
     )
     from suitkit.server.config import ConfigError
     from suitkit.server.run import serve as run_serve

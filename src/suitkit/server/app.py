@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
@@ -76,6 +76,38 @@ async def _ticker(state: ServerState) -> None:
             await run_in_threadpool(tick, state)
         except Exception:  # keep ticking; the next pass retries
             log.exception("campaign ticker failed")
+
+
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _start_coap(state: ServerState) -> Callable[[], Awaitable[None]]:
+    """The device API over CoAP (``coap-port``), in this process, on the server's state;
+    returns the shutdown. With several workers every worker binds the port: aiocoap sets
+    ``SO_REUSEPORT`` and the kernel hands each client (by its address and port) to one of
+    them, so a client's block-wise exchanges stay with one worker."""
+    import logging
+
+    from suitkit.transport.coap_server import start_coap
+
+    settings = state.settings
+    assert settings.coap_port is not None
+    if settings.log_level != "debug":
+        logging.getLogger("coap-server").setLevel(logging.ERROR)  # aiocoap's chatter
+    try:
+        server = await start_coap(state, settings.host, settings.coap_port)
+    except OSError as exc:
+        log.error(
+            "cannot serve CoAP",
+            extra=logs.fields(host=settings.host, coap_port=settings.coap_port, error=str(exc)),
+        )
+        raise
+    log.info("CoAP device API listening", extra=logs.fields(url=server.public_url))
+    return server.shutdown
 
 
 def _limits(settings: Settings) -> Callable[[str, str], int]:
@@ -151,26 +183,33 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        tasks = [asyncio.create_task(_ticker(state))] if ticker else []
-        if settings.last_seen_flush > 0:
-            tasks.append(asyncio.create_task(_flusher(state)))
-        log.info(
-            "server started",
-            extra=logs.fields(
-                db=state.db.engine.dialect.name,
-                data=str(settings.data),
-                trust_anchors=len(state.trusted_keys),
-            ),
-        )
-        try:
+        async with contextlib.AsyncExitStack() as stack:
+            stack.callback(state.db.dispose)
+            stack.callback(state.last_seen.flush, state.db.write_connection)
+            tasks = [asyncio.create_task(_ticker(state))] if ticker else []
+            if settings.last_seen_flush > 0:
+                tasks.append(asyncio.create_task(_flusher(state)))
+            stack.push_async_callback(_cancel, tasks)
+            if settings.mqtt_url is not None:
+                from suitkit.server.wakeups import Wakeups
+
+                wakeups = Wakeups(state, settings.mqtt_url)
+                await wakeups.start()
+                stack.push_async_callback(wakeups.close)
+                app.state.wakeups = wakeups
+            if settings.coap_port is not None:
+                stack.push_async_callback(await _start_coap(state))
+            log.info(
+                "server started",
+                extra=logs.fields(
+                    db=state.db.engine.dialect.name,
+                    data=str(settings.data),
+                    trust_anchors=len(state.trusted_keys),
+                    coap_port=settings.coap_port,
+                    mqtt=app.state.wakeups.broker if settings.mqtt_url else None,
+                ),
+            )
             yield
-        finally:
-            for task in tasks:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            state.last_seen.flush(state.db.write_connection)
-            state.db.dispose()
 
     app = FastAPI(
         title="suitkit update service",
@@ -181,6 +220,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.suitkit = state
+    app.state.wakeups = None  # the MQTT wake-up publisher while serving (mqtt-url)
     # Devices first: routes are matched in order, and device traffic is most of it.
     app.include_router(device_router)
     app.include_router(operator_router)

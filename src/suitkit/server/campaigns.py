@@ -23,17 +23,61 @@ import datetime as dt
 import hashlib
 import itertools
 import json
+import logging
 import math
-from collections.abc import Mapping, Sequence
+import weakref
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from suitkit.server.models import Campaign, CampaignState, Deployment, DeploymentState
 
 Executor = Connection | Session  # both run Core statements
+
+#: ``hook(campaign_id, first_wave, last_wave)``: see :func:`watch_offers`.
+OfferHook = Callable[[int, int, int], None]
+_offer_hooks: weakref.WeakKeyDictionary[Engine, OfferHook] = weakref.WeakKeyDictionary()
+_log = logging.getLogger("suitkit.server")
+
+
+def _root_engine(engine: Engine) -> Engine:
+    # ``engine.execution_options(...)`` makes a proxy (an OptionEngine) over the same pool
+    while isinstance(proxied := getattr(engine, "_proxied", None), Engine):
+        engine = proxied
+    return engine
+
+
+def watch_offers(engine: Engine, hook: OfferHook | None) -> None:
+    """Call ``hook(campaign_id, first_wave, last_wave)`` whenever a transaction on ``engine``
+    (or an engine derived from it with ``execution_options``) makes a campaign offer its
+    update to the devices of waves ``first_wave..last_wave``: created running, resumed, or
+    a wave opened (by an operator, a report, or the ticker). ``None`` removes the hook.
+
+    The hook runs *inside* that transaction, which may still roll back: it must only take
+    note and act once the change is committed (:mod:`suitkit.server.wakeups` reads the
+    campaign back until the change is visible)."""
+    root = _root_engine(engine)
+    if hook is None:
+        _offer_hooks.pop(root, None)
+    else:
+        _offer_hooks[root] = hook
+
+
+def _offered(conn: Executor, campaign_id: int, first_wave: int, last_wave: int) -> None:
+    if not _offer_hooks:
+        return
+    bind = conn.get_bind() if isinstance(conn, Session) else conn
+    engine = bind.engine if isinstance(bind, Connection) else bind
+    hook = _offer_hooks.get(_root_engine(engine)) if isinstance(engine, Engine) else None
+    if hook is None:
+        return
+    try:
+        hook(campaign_id, first_wave, last_wave)
+    except Exception:  # a notification must never fail the transaction
+        _log.exception("campaign offer hook failed")
 
 
 class CampaignError(ValueError):
@@ -234,6 +278,8 @@ def progress(conn: Executor, campaign_id: int, now: dt.datetime) -> Decision | N
     )
     if getattr(result, "rowcount", 0) != 1:
         return None  # another worker moved it first
+    if decision.state == CampaignState.RUNNING and decision.current_wave > current:
+        _offered(conn, campaign_id, current + 1, decision.current_wave)
     return decision
 
 
@@ -392,6 +438,8 @@ def create(
             for dev, wave in assigned.items()
         ],
     )
+    if start:
+        _offered(session, c.id, 0, 0)
     return c
 
 
@@ -419,12 +467,16 @@ def set_state(
         c.state, c.pause_reason = CampaignState.RUNNING, None
         if failure_threshold is not None:
             c.failure_threshold = failure_threshold
+        if state == CampaignState.PAUSED:
+            _offered(session, c.id, 0, c.current_wave)
     elif action == "abort":
         c.state, c.pause_reason = CampaignState.ABORTED, "aborted by an operator"
     elif action == "advance":
         if c.current_wave + 1 >= len(waves_of(c)):
             raise CampaignError("every wave is open already", 409)
         c.current_wave += 1
+        if state == CampaignState.RUNNING:
+            _offered(session, c.id, c.current_wave, c.current_wave)
     else:  # pragma: no cover - the router only passes the four
         raise ValueError(action)
     c.updated_at = now

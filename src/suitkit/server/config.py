@@ -81,6 +81,16 @@ def _optional_str(value: Any) -> str | None:
     return None if value in (None, "") else str(value)
 
 
+def _optional_port(value: Any) -> int | None:
+    """A port, or off: ``0``, ``""``, ``off``, ``false``, ``none``."""
+    if value is None or value is False:
+        return None
+    if isinstance(value, str) and value.strip().lower() in ("", "off", "false", "no", "none"):
+        return None
+    port = _int(value)
+    return port or None
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the server reads at start. Immutable; see :func:`load_settings`."""
@@ -106,6 +116,8 @@ class Settings:
     last_seen_resolution: int = 60  # seconds; check-ins within it do not rewrite last-seen
     last_seen_flush: float = 1.0  # seconds between batched last-seen writes; 0: write at once
     cookie_secure: bool = False  # dashboard cookie only over HTTPS
+    coap_port: int | None = None  # the device API over CoAP (UDP and TCP) too; None: off
+    mqtt_url: str | None = None  # broker for push wake-ups (mqtt://host[:port]); None: off
 
     @property
     def db_url(self) -> str:
@@ -153,6 +165,8 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "last_seen_resolution": _int,
     "last_seen_flush": _float,
     "cookie_secure": _bool,
+    "coap_port": _optional_port,
+    "mqtt_url": _optional_str,
 }
 
 
@@ -171,6 +185,17 @@ def _check(s: Settings) -> Settings:
         raise ConfigError("tick-interval must be positive")
     if s.public_url is not None and not s.public_url.startswith(("http://", "https://")):
         raise ConfigError("public-url must start with http:// or https://")
+    if s.coap_port is not None and not 0 < s.coap_port < 65536:
+        raise ConfigError(f"coap-port {s.coap_port} is not in 1..65535 (0 or off: no CoAP)")
+    if s.mqtt_url is not None:
+        from suitkit.transport.mqtt import MqttUrl
+
+        try:
+            MqttUrl.parse(s.mqtt_url)
+        except ValueError:
+            raise ConfigError(
+                f"mqtt-url {s.mqtt_url!r}: give mqtt://[user[:password]@]host[:port]"
+            ) from None
     return s
 
 

@@ -29,11 +29,12 @@ Production deployments must run CoAP over DTLS (``coaps://``) or protect it with
 RFC 9019 §3 requires of the transport between device and server. The signed reports and the
 signed manifests stay end-to-end authentic either way; the token only identifies the caller.
 
-Run it beside ``suitkit serve``::
+Run it inside the server, ``suitkit serve --coap-port 5683`` (``coap-port`` in the config
+file, ``SUITKIT_COAP_PORT``: the app lifespan calls :func:`start_coap` with the server's
+``ServerState``, on the HTTP ``--host``; with ``--workers N`` every worker binds the port with
+``SO_REUSEPORT``), or as a process of its own beside ``suitkit serve``::
 
     python -m suitkit.transport.coap_server --data DIR [--db URL] --port 5683
-
-or inside the server process: :func:`start_coap` with the server's ``ServerState``.
 
 The request handlers are ``suitkit.server.api_device``'s (check-in, download authorisation
 and state change, report ingestion), called with a minimal request object, so that both
@@ -134,9 +135,12 @@ class _Grant:
 class CoapServer:
     """The aiocoap site over a ``ServerState``."""
 
-    def __init__(self, state: ServerState, public_url: str, *, grant_ttl: float = 30.0) -> None:
+    def __init__(self, state: ServerState, public_url: str, *, grant_ttl: float = 30.0,
+                 local_base: bool = False) -> None:
         self.state = state
         self.public_url = public_url.rstrip("/")
+        # offer URLs on the address each request came in on (a wildcard bind, no public URL)
+        self.local_base = local_base
         self.grant_ttl = grant_ttl
         self._grants: dict[tuple[str, str], _Grant] = {}
         self._devices: dict[str, tuple[DeviceCaller, float]] = {}
@@ -205,6 +209,9 @@ class CoapServer:
             return aiocoap.Message(code=aiocoap.CHANGED)
         offer = answer.model_dump(mode="json")
         base = self.public_url
+        if self.local_base:
+            with contextlib.suppress(Exception):  # aiocoap: AnonymousHost, ValueError
+                base = str(request.remote.uri_base_local).rstrip("/")
         scheme = getattr(request.remote, "scheme", "coap")
         if scheme != "coap" and base.startswith("coap://"):  # answer in the caller's transport
             base = f"{scheme}://{base.removeprefix('coap://')}"
@@ -401,7 +408,8 @@ async def start_coap(state: ServerState, host: str = "127.0.0.1", port: int = 56
     """Serve the device API over CoAP (UDP, and TCP unless ``tcp=False``) on ``host:port``
     with the server's state; ``await server.shutdown()`` stops it."""
     url = public_url or f"coap://{host if ':' not in host else '[' + host + ']'}:{port}"
-    server = CoapServer(state, url)
+    wildcard = public_url is None and host in ("", "0.0.0.0", "::")
+    server = CoapServer(state, url, local_base=wildcard)
     await server.start(host, port, tcp=tcp)
     return server
 

@@ -2,6 +2,9 @@
 keep-alive, DISCONNECT (OASIS MQTT 3.1.1, §3). Enough for push wake-ups; not a general
 client: no QoS 1/2 publishing, no persistent sessions, no TLS (use a broker on loopback or
 behind a TLS terminator).
+
+The wake-up convention both sides share (the server publishes, the agent subscribes): one topic
+per device, :func:`wake_topic` (``suitkit/devices/<device-id>/wake``), QoS 0, any payload.
 """
 
 from __future__ import annotations
@@ -10,11 +13,15 @@ import asyncio
 import contextlib
 import secrets
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
-__all__ = ["MqttClient", "MqttError", "MqttUrl"]
+__all__ = ["WAKE_TOPIC", "MqttClient", "MqttError", "MqttUrl", "publish_wakeups", "wake_topic"]
+
+#: The per-device wake-up topic (see :mod:`suitkit.agent.wakeup` and
+#: :mod:`suitkit.server.wakeups`).
+WAKE_TOPIC = "suitkit/devices/{device_id}/wake"
 
 CONNECT, CONNACK, PUBLISH, PUBACK, SUBSCRIBE, SUBACK = 1, 2, 3, 4, 8, 9
 PINGREQ, PINGRESP, DISCONNECT = 12, 13, 14
@@ -244,3 +251,28 @@ class MqttClient:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+def wake_topic(device_id: str) -> str:
+    """The topic a device listens on for wake-ups."""
+    return WAKE_TOPIC.format(device_id=device_id)
+
+
+async def publish_wakeups(url: str, device_ids: Iterable[str], payload: bytes = b"check-in",
+                          *, timeout: float = 10.0) -> int:
+    """Publish a wake-up to each device's topic over one connection (QoS 0); returns how
+    many. ``timeout`` bounds the connection set-up; :class:`MqttError` when the broker does
+    not answer or drops the connection."""
+    n = 0
+    client = MqttClient.from_url(url, keepalive=0)
+    await client.connect(timeout=timeout)
+    try:
+        for dev in device_ids:
+            try:
+                await client.publish(wake_topic(dev), payload)
+            except OSError as exc:
+                raise MqttError(f"publishing to {client.host}:{client.port}: {exc}") from None
+            n += 1
+    finally:
+        await client.close()
+    return n
