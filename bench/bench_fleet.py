@@ -220,6 +220,7 @@ def bench_campaign(devices: int, transport: str, workers: int, concurrency: int,
         "fleet_cpu_ms_per_device": round(sum(x["cpu"] for x in results) * 1000 / devices, 1),
         "server_cpu_ms_per_device": round(server_cpu * 1000 / devices, 1),
         "campaign_state": status["state"], "installed": status["counts"]["installed"],
+        "load_average": " ".join(f"{x:.2f}" for x in os.getloadavg()),
     }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import stat
@@ -211,3 +212,88 @@ def test_an_update_needing_a_fallback_fetcher_uses_it(tmp_path: Path) -> None:
     dev2 = new_device(tmp_path / "dev2")
     result = asyncio.run(Agent(dev2.dir, api).cycle())
     assert result.outcome == "failed" and result.reason == "operation-failed"
+
+
+def test_a_fleet_device_is_the_template_with_its_identity(tmp_path: Path) -> None:
+    """The snapshot a fleet writes each device from: the template's tree, modes and bytes,
+    with the device's id and report key; removing it leaves nothing."""
+    from suitkit.agent.fleet import _remove_tree, _Snapshot
+    from suitkit.cose.keys import CoseKey
+    from suitkit.format.codepoints import CoseAlgorithm
+
+    t = build_template(tmp_path, VENDOR, CLASS, [AUTHOR_PUB], flash_size=16 * 1024)
+    key = CoseKey.generate(CoseAlgorithm.ESP256).to_pem(private=True).decode()
+    dev_id = "5f0b4e0e-1111-4222-8333-444455556666"
+    d = tmp_path / "devices" / dev_id
+    _Snapshot.read(t).write(d, dev_id, key)
+
+    def tree(root: Path) -> dict[str, tuple[int, bytes | None]]:
+        return {str(p.relative_to(root)): (stat.S_IMODE(p.stat().st_mode),
+                                           p.read_bytes() if p.is_file() else None)
+                for p in sorted(root.rglob("*"))}
+
+    want, got = tree(t), tree(d)
+    assert set(got) == set(want) - {"device-key.pub.pem"}
+    for name in set(got) - {"device.json", "device-key.pem"}:
+        assert got[name] == want[name], name
+    assert got["device-key.pem"] == (0o600, key.encode())
+    dev = SimulatedDevice(d)
+    assert str(dev.config.device_id) == dev_id
+    assert dev.config == dataclasses.replace(SimulatedDevice(t).config,
+                                             device_id=dev.config.device_id)
+    assert AgentState.load(d).versions  # the factory image's version, known at check-in
+    _remove_tree(str(d))
+    assert not d.exists()
+
+
+def test_a_fleet_agent_signs_what_it_stored_and_logs_no_device_reports(tmp_path: Path) -> None:
+    from suitkit.cose.keys import CoseKey
+    from suitkit.device.report import SuitReport
+
+    dev = new_device(tmp_path / "dev")
+    api = MemoryApi(payload(10_000, b"f"))
+    agent = Agent(dev.dir, api, hooks=AgentHooks(durable=False, log_reports=False))
+    result = asyncio.run(agent.cycle())
+    assert result.outcome == "updated" and result.ack is not None
+    assert list((dev.dir / "reports").glob("*.report")) == []
+    (signed,) = api.reports
+    report = verify_report(signed, [CoseKey.load(dev.dir / "device-key.pub.pem")])
+    assert report.ok and report.nonce == b"\x01" * 32
+    assert SuitReport.decode(report.encode()) == report
+    assert not list((dev.dir / "agent").glob("*.tmp"))
+    assert AgentState.load(dev.dir).phase == "idle"
+
+
+def test_a_report_stored_by_an_earlier_agent_is_signed_as_stored(tmp_path: Path) -> None:
+    """The agent was stopped after storing its report: the next one sends that report."""
+    from suitkit.cose.keys import CoseKey
+
+    dev = new_device(tmp_path / "dev")
+    api = MemoryApi(payload(10_000, b"r"))
+
+    class Stop(Exception):
+        pass
+
+    class Stopping(Agent):
+        async def _report(self, offer: Offer) -> Any:
+            raise Stop
+
+    with pytest.raises(Stop):
+        asyncio.run(Stopping(dev.dir, api).cycle())
+    assert AgentState.load(dev.dir).phase == "reporting"
+    stored = (dev.dir / "agent" / "report.cbor").read_bytes()
+    result = asyncio.run(Agent(dev.dir, api).cycle())
+    assert result.outcome == "updated"
+    report = verify_report(api.reports[0], [CoseKey.load(dev.dir / "device-key.pub.pem")])
+    assert report.encode() == stored
+
+
+def test_device_objects_sharing_a_cache_parse_keys_once(tmp_path: Path) -> None:
+    dev = new_device(tmp_path / "dev")
+    cache: dict[str, Any] = {}
+    a = SimulatedDevice(dev.dir, cache=cache)
+    keys, key = a.trusted_keys(), a.device_key()
+    (dev.dir / "device-key.pem").unlink()  # not read again
+    b = SimulatedDevice(dev.dir, cache=cache)
+    assert b.trusted_keys() == keys and b.device_key() is key and b.config is a.config
+    assert SimulatedDevice(dev.dir).device_key() is None

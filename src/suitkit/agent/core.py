@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from suitkit.agent.state import STATE_DIR, AgentState, atomic_write
+from suitkit.agent.state import STATE_DIR, AgentState, write_file
 from suitkit.device.events import Procedure, RunResult
 from suitkit.device.fetch import FetcherBase, FileFetcher
 from suitkit.device.processor import claimed_digest
@@ -82,6 +82,10 @@ class AgentHooks:
     durable: bool = True
     #: Fetcher for URIs the offer does not cover (the manifest names another server).
     fallback: FetcherBase | None = None
+    #: The device keeps its own log of signed reports, one per run (``reports/``). A fleet
+    #: simulator turns it off: the agent builds, signs and sends the report of the update
+    #: anyway, and the device directory is thrown away.
+    log_reports: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +162,9 @@ class Agent:
         self.state = AgentState.load(self.dir)
         self.downloads = self.dir / STATE_DIR / "downloads"
         self._device: SimulatedDevice | None = None
+        # the device's configuration, trust anchors and report key, parsed once per cycle
+        self._cache: dict[str, Any] = {}
+        self._report_kept: bytes | None = None  # what report.cbor holds (from this object)
 
     # --- the device ---
 
@@ -165,7 +172,8 @@ class Agent:
                ) -> SimulatedDevice:
         """The device, opened afresh (after a power cut its RAM state is gone)."""
         self._device = SimulatedDevice(self.dir, fetcher=fetcher, fault=fault,
-                                       durable=self.hooks.durable)
+                                       durable=self.hooks.durable, cache=self._cache,
+                                       log_reports=self.hooks.log_reports)
         return self._device
 
     def _current(self) -> SimulatedDevice:
@@ -196,6 +204,7 @@ class Agent:
         """Check in and carry out what is offered; continue an interrupted cycle first.
         Raises TransportError (transient): call again later, it resumes."""
         st = self.state
+        self._cache.clear()
         if st.phase == "idle":
             offer = await self.api.checkin(self.checkin_body())
             if offer is None:
@@ -233,6 +242,7 @@ class Agent:
         st = self.state
         st.phase, st.offer = "idle", None
         st.install_attempts, st.mismatches = 0, {}
+        self._report_kept = None
         self.save()
         shutil.rmtree(self.downloads, ignore_errors=True)
         with contextlib.suppress(OSError):
@@ -331,8 +341,9 @@ class Agent:
 
         dev = self._current()
         report = build_report(result, components=dev.components(), nonce=offer.report_nonce)
-        atomic_write(self.dir / STATE_DIR / "report.cbor", report.encode(),
-                     durable=self.hooks.durable)
+        encoded = report.encode()
+        write_file(self.dir / STATE_DIR / "report.cbor", encoded, durable=self.hooks.durable)
+        self._report_kept = encoded
         self.state.report_ok = report.ok
         self.state.report_reason = None if report.result is None else \
             report.result.reason.spec_name
@@ -367,17 +378,22 @@ class Agent:
     # --- report ---
 
     async def _report(self, offer: Offer) -> CycleResult:
-        from suitkit.device.report import SuitReport, sign_report
+        from suitkit.device.report import SuitReport, sign_encoded_report
 
         st = self.state
-        report = SuitReport.decode((self.dir / STATE_DIR / "report.cbor").read_bytes())
+        if self._report_kept is not None:
+            encoded = self._report_kept
+        else:  # stored by an earlier run of the agent
+            encoded = (self.dir / STATE_DIR / "report.cbor").read_bytes()
+            SuitReport.decode(encoded)
         key = self._current().device_key()
         ack: ReportAck | None = None
         while True:
             if st.drop_nonce:
-                report = dataclasses.replace(report, nonce=None)
+                report = dataclasses.replace(SuitReport.decode(encoded), nonce=None)
+                encoded = report.encode()
             try:
-                ack = await self.api.report(offer.report_url, sign_report(report, key))
+                ack = await self.api.report(offer.report_url, sign_encoded_report(encoded, key))
                 break
             except ReportRefused as exc:
                 if exc.nonce_problem and not st.drop_nonce:

@@ -14,14 +14,15 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from suitkit.files import atomic_write
 from suitkit.transport.api import Offer
 
-__all__ = ["AgentConfig", "AgentState", "Counters", "atomic_write"]
+__all__ = ["AgentConfig", "AgentState", "Counters", "atomic_write", "write_file"]
 
 
 CONFIG_FILE = "agent.json"
@@ -110,12 +111,40 @@ class AgentState:
 
     def to_json(self) -> dict[str, Any]:
         """A shallow copy as JSON data (the nested values are JSON already)."""
-        out = {f: getattr(self, f) for f in self.__dataclass_fields__ if f != "counters"}
-        out["counters"] = asdict(self.counters)
+        out = {f: getattr(self, f) for f in _FIELDS}
+        out["counters"] = dict(vars(self.counters))
         return out
 
     def save(self, directory: Path, *, durable: bool = True) -> None:
-        d = Path(directory) / STATE_DIR
-        if not d.is_dir():
-            d.mkdir()
-        atomic_write(d / "state.json", json.dumps(self.to_json()).encode(), durable=durable)
+        data = json.dumps(self.to_json()).encode()
+        d = os.path.join(directory, STATE_DIR)
+        if not durable:
+            try:
+                write_file(os.path.join(d, "state.json"), data, durable=False)
+                return
+            except FileNotFoundError:
+                pass
+        if not os.path.isdir(d):
+            os.mkdir(d)
+        write_file(os.path.join(d, "state.json"), data, durable=durable)
+
+
+def write_file(path: str | Path, data: bytes, *, durable: bool = True) -> None:
+    """:func:`atomic_write`; ``durable=False`` (a simulated device on throw-away storage):
+    the same write and rename, without fsync and with a fixed temporary name (one writer per
+    device directory)."""
+    if durable:
+        atomic_write(Path(path), data)
+        return
+    tmp = f"{path}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+_FIELDS = tuple(f for f in AgentState.__dataclass_fields__ if f != "counters")

@@ -66,6 +66,7 @@ __all__ = [
     "SystemProperties",
     "build_report",
     "capability_report",
+    "sign_encoded_report",
     "sign_report",
     "verify_report",
 ]
@@ -390,9 +391,14 @@ def build_report(
 
 def sign_report(report: SuitReport, key: Any) -> bytes:
     """A tagged COSE_Sign1 with the encoded report as its (embedded) payload (§7)."""
+    return sign_encoded_report(report.encode(), key)
+
+
+def sign_encoded_report(encoded: bytes, key: Any) -> bytes:
+    """:func:`sign_report` of a report already encoded (``SuitReport.encode()``)."""
     from suitkit.cose import sign1
 
-    return sign1(report.encode(), key, detached=False).encode()
+    return sign1(encoded, key, detached=False).encode()
 
 
 def verify_report(data: bytes, keys: Iterable[Any] | None) -> SuitReport:

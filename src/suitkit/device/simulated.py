@@ -198,7 +198,20 @@ class BootResult:
 
 
 def _atomic_write(path: Path, data: bytes, durable: bool = True) -> None:
-    atomic_write(path, data, durable=durable)
+    if durable:
+        atomic_write(path, data)
+        return
+    # simulated power cuts only (see SimulatedDevice): the same write-then-rename, without
+    # fsync, and with a fixed temporary name (one writer per device directory)
+    tmp = f"{path}.tmp"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 class _FlashWriter:
@@ -285,15 +298,29 @@ class SimulatedDevice:
         fault: FaultInjector | None = None,
         limits: ProcessorLimits | None = None,
         durable: bool = True,
+        cache: dict[str, Any] | None = None,
+        log_reports: bool = True,
     ) -> None:
         """Open the device in ``directory``. ``durable=False`` skips the fsync calls (for the
         power-fail sweeps: their power cuts are simulated, so the order of writes is all that
-        matters, and it does not change)."""
+        matters, and it does not change) and writes ``state.json`` without indentation.
+
+        What does not change while a device runs (``device.json``, the trust anchors, the
+        device key) is read and parsed once per object, or once for all the objects given the
+        same ``cache`` (a dict, empty at first: the agent of a simulated fleet device opens its
+        device afresh at each step of an update). ``log_reports=False``: no signed report of
+        each run under ``reports/`` (a simulated fleet's agent builds, signs and sends the
+        report of each update itself, and throws the directory away)."""
         self.dir = Path(directory)
         self.durable = durable
-        cfg_path = self.dir / "device.json"
+        self.log_reports = log_reports
+        self._cache: dict[str, Any] = {} if cache is None else cache
         try:
-            self.config = DeviceConfig.from_json(json.loads(cfg_path.read_text()))
+            config = self._cache.get("config")
+            if config is None:
+                config = DeviceConfig.from_json(json.loads((self.dir / "device.json").read_text()))
+                self._cache["config"] = config
+            self.config: DeviceConfig = config
             self.state: dict[str, Any] = json.loads((self.dir / "state.json").read_text())
         except (OSError, ValueError, KeyError) as exc:
             raise OperationFailedError(f"{self.dir} is not a device directory: {exc}") from None
@@ -374,7 +401,11 @@ class SimulatedDevice:
     def trusted_keys(self) -> list[CoseKey]:
         """The keys that may authenticate manifests: public keys (PEM, DER, COSE_Key), the
         public keys of X.509 certificates, and MAC keys (COSE_Key)."""
-        return [load_trust_key(p.read_bytes(), p) for p in self.trust_files()]
+        keys: list[CoseKey] | None = self._cache.get("trust")
+        if keys is None:
+            keys = [load_trust_key(p.read_bytes(), p) for p in self.trust_files()]
+            self._cache["trust"] = keys
+        return list(keys)
 
     def decryption_keys(self) -> Sequence[CoseKey]:
         """The device's keys for encrypted payloads (``keys/*.cose_key``)."""
@@ -388,16 +419,20 @@ class SimulatedDevice:
 
     def device_key(self) -> Any:
         """The private key that signs this device's reports (None if the directory has none)."""
-        from suitkit.cose.keys import CoseKey
+        if "device" not in self._cache:
+            from suitkit.cose.keys import CoseKey
 
-        path = self.dir / "device-key.pem"
-        return CoseKey.load(path) if path.is_file() else None
+            path = self.dir / "device-key.pem"
+            self._cache["device"] = CoseKey.load(path) if path.is_file() else None
+        return self._cache["device"]
 
     # --- reports ---
 
     def _report(self, result: RunResult, label: str) -> Path | None:
         """Build the run's SUIT_Report, sign it (COSE_Sign1) with the device key and store it
         under reports/ (outside the fault model: never counted as a write)."""
+        if not self.log_reports:
+            return None
         from suitkit.device.report import build_report, sign_report
 
         key = self.device_key()
@@ -405,8 +440,12 @@ class SimulatedDevice:
             return None
         data = sign_report(build_report(result, components=self.components()), key)
         out = self.dir / "reports"
-        out.mkdir(exist_ok=True)
-        n = sum(1 for _ in out.glob("*.report")) + 1
+        try:
+            names = os.listdir(out)
+        except FileNotFoundError:
+            out.mkdir()
+            names = []
+        n = sum(1 for name in names if name.endswith(".report") and name[0] != ".") + 1
         path = out / f"{n:04d}-{label}.report"
         path.write_bytes(data)
         self.reports.append(path)
@@ -416,9 +455,8 @@ class SimulatedDevice:
 
     def _save(self) -> None:
         self.fault.tick()
-        _atomic_write(
-            self.dir / "state.json", json.dumps(self.state, indent=1).encode(), self.durable
-        )
+        text = json.dumps(self.state, indent=1) if self.durable else json.dumps(self.state)
+        _atomic_write(self.dir / "state.json", text.encode(), self.durable)
 
     def _set_length(self, slot_key: str, length: int | None) -> None:
         self.state["lengths"][slot_key] = length
