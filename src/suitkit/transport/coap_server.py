@@ -349,11 +349,44 @@ class CoapServer:
         self.context = await aiocoap.Context.create_server_context(
             self.site, bind=(host, port), transports=transports
         )
+        relax_get_deduplication(self.context)
 
     async def shutdown(self) -> None:
         if self.context is not None:
             await self.context.shutdown()
             self.context = None
+
+
+def relax_get_deduplication(context: Any) -> int:
+    """Process a duplicate GET again instead of keeping its response (RFC 7252 §4.5).
+
+    Over UDP, aiocoap remembers every request's Message ID and keeps its response for
+    EXCHANGE_LIFETIME (247 s) so that a retransmitted CON gets the very same answer. For a
+    block-wise download that is every 1 KiB block of the payload, each kept with its message
+    objects (~4 KiB a block): the server's memory would grow with the payload size (45 MB for
+    8 MiB). §4.5 allows a server to "process duplicate transmissions of a GET ... request as
+    separate requests if the effort incurred by duplicate processing is less expensive than
+    keeping track of previous responses": a block is a pread at an offset of a stored blob,
+    the same bytes every time, so a GET is never deduplicated here. Other methods (check-in,
+    report upload) keep aiocoap's deduplication. Returns how many message layers were changed
+    (0 for transports without one, such as coap+tcp, which needs no deduplication)."""
+    changed = 0
+    for interface in getattr(context, "request_interfaces", ()):
+        layer: Any = getattr(interface, "token_interface", None)
+        original = getattr(layer, "_deduplicate_message", None)
+        if original is None or getattr(original, "_suitkit_relaxed", False):
+            continue
+
+        def deduplicate(message: Any, _original: Any = original) -> bool:
+            if message.code is aiocoap.GET:
+                return False  # a new request: rendered again (idempotent, §4.5)
+            result: bool = _original(message)
+            return result
+
+        deduplicate._suitkit_relaxed = True  # type: ignore[attr-defined]
+        layer._deduplicate_message = deduplicate
+        changed += 1
+    return changed
 
 
 async def _pread(path: Path, offset: int, length: int) -> bytes:
