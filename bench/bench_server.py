@@ -255,6 +255,45 @@ def run_load(
 # --- servers ---------------------------------------------------------------------------------
 
 
+def _procs() -> dict[int, tuple[int, float, str]]:
+    """Every process: its parent, its user + system CPU seconds, its command line."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            f = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        out[int(d.name)] = (int(f[1]), (int(f[11]) + int(f[12])) / tick, cmd)
+    return out
+
+
+_seen: dict[int, float] = {}  # the last CPU seconds seen of each process
+
+
+def cpu_of(server_pid: int, db_name: str | None) -> tuple[float, float]:
+    """CPU seconds so far of the server (the process and its descendants) and of the
+    PostgreSQL backends serving ``db_name`` (their process title names the database)."""
+    table = _procs()
+    _seen.update((pid, row[1]) for pid, row in table.items())
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _, _) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    server, todo = 0.0, [server_pid]
+    while todo:
+        pid = todo.pop()
+        if pid in table:
+            server += table[pid][1]
+        todo.extend(children.get(pid, ()))
+    db = 0.0
+    if db_name:
+        db = sum(c for _, c, cmd in table.values() if f" {db_name} " in cmd)
+    return server, db
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -519,13 +558,30 @@ def bench_db(
             for d in tokens
         ]
         common = {"concurrency": args.concurrency, "duration": args.duration, "client": args.client}
+        db_name = db.rsplit("/", 1)[1] if db.startswith("postgresql") else None
 
-        res = run_load("checkin", url, items, work, max_requests=len(items), **common)
+        def phase(kind: str, items: list[Any], max_requests: int) -> dict[str, Any]:
+            """One load phase, with the server's (and PostgreSQL's) CPU per request."""
+            cpu0 = cpu_of(proc.pid, db_name)
+            res = run_load(kind, url, items, work, max_requests=max_requests, **common)
+            cpu1 = cpu_of(proc.pid, db_name)
+            n = max(1, res["requests"])
+            res["server_cpu_ms"] = (cpu1[0] - cpu0[0]) * 1000 / n
+            res["db_cpu_ms"] = (cpu1[1] - cpu0[1]) * 1000 / n
+            return res
+
+        def cpu_text(res: dict[str, Any]) -> str:
+            text = f"server CPU {res['server_cpu_ms']:.2f} ms/request"
+            if db_name:
+                text += f", PostgreSQL CPU {res['db_cpu_ms']:.2f} ms/request"
+            return text
+
+        res = phase("checkin", items, len(items))
         out["checkin_idle"] = res
         print(
             f"  [{label}] idle check-ins: {res['rate']:,.0f}/s ({res['requests']} in "
             f"{res['seconds']:.1f} s, p50 {res['p50_ms']:.1f} ms, p99 {res['p99_ms']:.1f} ms,"
-            f" {res['statuses']})",
+            f" {res['statuses']}; {cpu_text(res)})",
             flush=True,
         )
 
@@ -541,12 +597,12 @@ def bench_db(
             },
         )
         r.raise_for_status()
-        res = run_load("checkin", url, items, work, max_requests=len(items), **common)
+        res = phase("checkin", items, len(items))
         out["checkin_offer"] = res
         print(
             f"  [{label}] offer check-ins: {res['rate']:,.0f}/s ({res['requests']} in "
             f"{res['seconds']:.1f} s, p50 {res['p50_ms']:.1f} ms, p99 {res['p99_ms']:.1f} ms,"
-            f" {res['statuses']})",
+            f" {res['statuses']}; {cpu_text(res)})",
             flush=True,
         )
 
@@ -560,12 +616,12 @@ def bench_db(
                     "report": base64.b64encode(sign_report(rep, keys[dev_id])).decode(),
                 }
             )
-        res = run_load("report", url, reports, work, max_requests=len(reports), **common)
+        res = phase("report", reports, len(reports))
         out["reports"] = res
         print(
             f"  [{label}] signed reports ingested: {res['rate']:,.0f}/s ({res['requests']} in "
             f"{res['seconds']:.1f} s, p50 {res['p50_ms']:.1f} ms, p99 {res['p99_ms']:.1f} ms,"
-            f" {res['statuses']})",
+            f" {res['statuses']}; {cpu_text(res)})",
             flush=True,
         )
         st = api.get("/api/v1/campaigns/1", headers=h).json()
@@ -721,6 +777,12 @@ def main() -> None:
             f"{r['checkin_offer']['rate']:,.0f}/s, reports {r['reports']['rate']:,.0f}/s, "
             f"downloads {r['download']['mib_per_s']:,.0f} MiB/s"
         )
+        cpu = ", ".join(
+            f"{k} {r[k]['server_cpu_ms']:.2f}"
+            + (f" + {r[k]['db_cpu_ms']:.2f} db" if r["db"] == "postgresql" else "")
+            for k in ("checkin_idle", "checkin_offer", "reports")
+        )
+        line += f"\n  {'':<10} server CPU ms/request: {cpu}"
         if "download_vs_nginx" in r:
             line += f" ({r['download_vs_nginx']:.0%} of nginx {r['nginx']['mib_per_s']:,.0f})"
         print(line)

@@ -7,6 +7,7 @@ not answer)."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import socket
 import threading
 import time
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from suitkit.server import campaigns as camp
+from suitkit.server.app import tick
 from suitkit.server.config import ConfigError, Settings, load_settings
 from suitkit.server.wakeups import Wakeups
 from suitkit.transport.mqtt import MqttClient, wake_topic
@@ -90,9 +92,9 @@ class Listener:
         assert ids <= set(self.got), f"not woken: {ids - set(self.got)}"
         return [d for d in self.got if d in ids]
 
-    def more(self, n: int, timeout: float = 10.0) -> list[str]:
-        """Wait for ``n`` more wake-ups than :attr:`got` holds now; then those."""
-        start = len(self.got)
+    def more(self, n: int, start: int, timeout: float = 10.0) -> list[str]:
+        """Wait for ``n`` more wake-ups than :attr:`got` held at ``start`` (taken before the
+        action that publishes them: they may arrive before this is called); then those."""
         deadline = time.monotonic() + timeout
         while len(self.got) < start + n and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -196,7 +198,7 @@ def test_resume_and_advance_wake_pause_does_not(mqtt_server: Server, listener: L
     assert len(listener.got) == n
     # resuming wakes the unfinished devices of the open waves again
     assert server.client.post(f"/api/v1/campaigns/{cid}/resume", headers=h).status_code == 200
-    again = listener.more(4)
+    again = listener.more(4, start=n)
     assert sorted(again) == sorted(d.device_id for d in devs)
 
 
@@ -215,6 +217,35 @@ def test_a_rolled_back_change_wakes_nobody(mqtt_server: Server, listener: Listen
         raise RuntimeError("rolled back")  # ... and the change never commits
     server.client.portal.call(w.idle)  # type: ignore[union-attr]
     assert listener.quiet(second) and w.sent == 1
+
+
+@needs_broker
+def test_a_time_window_that_opens_wakes_the_open_waves(
+    mqtt_server: Server, listener: Listener
+) -> None:
+    server = mqtt_server
+    devs = server.register(2)
+    rel, _ = server.release(2)
+    start = server.clock()
+    server.campaign(
+        rel,
+        starts_at=(start + dt.timedelta(hours=1)).isoformat(),
+        ends_at=(start + dt.timedelta(hours=2)).isoformat(),
+    )
+    assert listener.quiet(devs)  # running, but nothing is offered before the window opens
+    server.clock.advance(minutes=30)
+    tick(server.state, start, server.clock())
+    assert listener.quiet(devs)
+    before = server.clock()
+    server.clock.advance(minutes=31)  # the ticker's pass that sees the window open ...
+    tick(server.state, before, server.clock())
+    assert sorted(listener.woken(devs)) == sorted(d.device_id for d in devs)
+    n = len(listener.got)
+    before = server.clock()
+    server.clock.advance(minutes=1)  # ... and only that pass
+    tick(server.state, before, server.clock())
+    time.sleep(0.6)
+    assert len(listener.got) == n
 
 
 def test_a_broker_that_is_down_fails_no_request(tmp_path: Path, db_url: str) -> None:

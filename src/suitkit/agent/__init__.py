@@ -5,7 +5,8 @@ fleet simulator.
   boot, signed report; persisted step by step;
 - :mod:`suitkit.agent.runner`: the main loop: jittered polling, back-off, push wake-ups;
 - :mod:`suitkit.agent.state`: ``agent.json`` (credentials) and ``agent/state.json``;
-- :mod:`suitkit.agent.wakeup`: MQTT wake-ups, device and server side;
+- :mod:`suitkit.agent.wakeup`: listening for MQTT wake-ups (the server publishes them from
+  :mod:`suitkit.server.wakeups`);
 - :mod:`suitkit.agent.faults` and :mod:`suitkit.agent.fleet`: simulated fleets with faults.
 
 The transports are in :mod:`suitkit.transport`; the commands in :mod:`suitkit.cli.agent`.

@@ -16,18 +16,16 @@ from __future__ import annotations
 import datetime as dt
 import os
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
-from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials
-from sqlalchemy import Connection, bindparam, select, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, bindparam, select
 
 from suitkit.server import campaigns as camp
 from suitkit.server import logs
-from suitkit.server.auth import DeviceCaller, bearer, device_by_token, unauthorized
+from suitkit.server.auth import DeviceCaller, bearer, unauthorized
+from suitkit.server.db import Sql, WriterBusy
 from suitkit.server.devices import (
     OfferRef,
     checkin_lookup,
@@ -35,17 +33,24 @@ from suitkit.server.devices import (
     offer_candidates,
     pick_offer,
     record_checkin,
+    record_checkin_pg,
     touch,
 )
 from suitkit.server.http import CHUNK, DOWNLOAD_HEADERS, BlobStream, Plan, plan
 from suitkit.server.models import (
-    Campaign,
     CampaignState,
     Deployment,
     DeploymentState,
     ReleaseFile,
 )
-from suitkit.server.reports import ReportRejected, ingest, parse_signed_report
+from suitkit.server.reports import (
+    Ingested,
+    ParsedReport,
+    ReportRejected,
+    ingest,
+    ingest_pg,
+    parse_signed_report,
+)
 from suitkit.server.schemas import (
     CheckIn,
     Offer,
@@ -54,7 +59,7 @@ from suitkit.server.schemas import (
     OfferPayload,
     ReportAccepted,
 )
-from suitkit.server.security import issue_nonce
+from suitkit.server.security import issue_nonce, token_hash
 from suitkit.server.state import ServerState, device_key, get_state
 from suitkit.server.storage import check_sha256
 
@@ -80,14 +85,25 @@ def _token(creds: HTTPAuthorizationCredentials | None) -> str:
     return creds.credentials
 
 
-def _caller(conn: Connection | Session, who: str | DeviceCaller) -> DeviceCaller:
-    """The device itself, authenticated already (a front end such as CoAP), or by its token."""
+_DEVICE_BY_TOKEN = Sql(
+    """
+    SELECT id, device_id, vendor_id, class_id, report_key_pem, sequence_number,
+           manifest_digest, last_seen_at
+    FROM devices WHERE token_hash = :token_hash
+    """,
+    times=(7,),
+)
+
+
+def _caller(conn: Any, who: str | DeviceCaller) -> DeviceCaller:
+    """The device itself, authenticated already (a front end such as CoAP), or by its token
+    (``conn``: a pooled connection, :meth:`Database.raw_read`)."""
     if isinstance(who, DeviceCaller):
         return who
-    device = device_by_token(conn, who)
-    if device is None:
+    row = _DEVICE_BY_TOKEN.first(conn, {"token_hash": token_hash(who)})
+    if row is None:
         raise unauthorized("the device token is unknown")
-    return device
+    return DeviceCaller(*row)
 
 
 Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
@@ -108,20 +124,29 @@ async def checkin_route(body: CheckIn, request: Request, creds: Bearer) -> Respo
     now = state.now()
     if state.db.sqlite:
         # SQLite reads in WAL mode never wait (no lock, no network): cheaper here than a
-        # worker thread. Writes, which may wait for the write lock, go to a thread.
+        # worker thread. Writes too, when no other writer holds the lock (a few hundred
+        # microseconds); when one does, the write waits for it in a thread.
         seen = _checkin_read(state, token, body, now)
+        if seen.write:
+            try:
+                _checkin_write(state, seen, body, now, False)
+            except WriterBusy:
+                await state.db.run(_checkin_write, state, seen, body, now)
+        elif state.settings.last_seen_flush > 0:
+            _checkin_touch(state, seen, now)  # only notes the time
+        else:
+            await state.db.run(_checkin_touch, state, seen, now)
     else:
-        seen = await run_in_threadpool(_checkin_read, state, token, body, now)
-    if seen.write:
-        await run_in_threadpool(_checkin_write, state, seen, body, now)
-    elif state.settings.last_seen_flush > 0:
-        _checkin_touch(state, seen, now)  # only notes the time
-    else:
-        await run_in_threadpool(_checkin_touch, state, seen, now)
-    offer = _checkin_offer(state, seen, _base(state, request), now)
+        # PostgreSQL: the read and the writes it calls for in one worker thread hop
+        seen = await state.db.run(_checkin_blocking, state, token, body, now)
+    offer = seen.offer
     if offer is None:
+        state.metrics.checkins.inc("nothing")
         return Response(status_code=204)
-    return offer
+    state.metrics.checkins.inc("offer")
+    nonce = issue_nonce(state.nonce_secret, seen.device.pk, now.timestamp()).hex()
+    head = _offer_head(state, offer, _base(state, request))
+    return Response(head + nonce.encode() + b'"}', media_type="application/json")
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,28 +157,46 @@ class _Seen:
     write: bool
 
 
+def _checkin_blocking(
+    state: ServerState, who: str | DeviceCaller, body: CheckIn, now: dt.datetime
+) -> _Seen:
+    """The whole check-in but the answer, blocking: who, what to offer, what to write."""
+    seen = _checkin_read(state, who, body, now)
+    if seen.write:
+        if (
+            state.db.sqlite
+            or body.sequence_number is None
+            or body.components
+            or seen.installed
+        ):
+            _checkin_write(state, seen, body, now)
+        else:  # PostgreSQL, the usual check-in: its writes in one statement
+            with state.db.raw_read() as dbc:
+                record_checkin_pg(dbc, seen.device.pk, body, now, seen.offer)
+    else:
+        _checkin_touch(state, seen, now)
+    return seen
+
+
 def _checkin(state: ServerState, who: str | DeviceCaller, body: CheckIn, base: str) -> Offer | None:
     """The whole check-in, blocking: who, what to offer, what to write."""
     now = state.now()
-    seen = _checkin_read(state, who, body, now)
-    if seen.write:
-        _checkin_write(state, seen, body, now)
-    else:
-        _checkin_touch(state, seen, now)
+    seen = _checkin_blocking(state, who, body, now)
     return _checkin_offer(state, seen, base, now)
 
 
 def _checkin_read(
     state: ServerState, who: str | DeviceCaller, body: CheckIn, now: dt.datetime
 ) -> _Seen:
-    with state.db.connect() as conn:
-        if isinstance(who, DeviceCaller):
+    if isinstance(who, DeviceCaller):
+        with state.db.connect() as conn:
             device, candidates = who, offer_candidates(conn, who.pk)
-        else:
-            found = checkin_lookup(conn, who)
-            if found is None:
-                raise unauthorized("the device token is unknown")
-            device, candidates = DeviceCaller(*found[0]), found[1]
+    else:
+        with state.db.raw_read() as dbc:
+            found = checkin_lookup(dbc, who)
+        if found is None:
+            raise unauthorized("the device token is unknown")
+        device, candidates = DeviceCaller(*found[0]), found[1]
     if (str(body.device_id), str(body.vendor_id), str(body.class_id)) != (
         device.device_id,
         device.vendor_id,
@@ -172,9 +215,19 @@ def _checkin_read(
     return _Seen(device, offer, installed, write)
 
 
-def _checkin_write(state: ServerState, seen: _Seen, body: CheckIn, now: dt.datetime) -> None:
-    with state.db.write_connection() as conn:
-        record_checkin(conn, seen.device.pk, body, now, offer=seen.offer, installed=seen.installed)
+def _checkin_write(
+    state: ServerState, seen: _Seen, body: CheckIn, now: dt.datetime, wait: bool = True
+) -> None:
+    with state.db.write_connection(wait) as conn:
+        record_checkin(
+            conn,
+            seen.device.pk,
+            body,
+            now,
+            offer=seen.offer,
+            installed=seen.installed,
+            known_sequence=seen.device.sequence_number,
+        )
         for campaign_id in _campaigns_of(conn, seen.installed):
             camp.progress_after(conn, campaign_id, now, failed=False)
 
@@ -191,12 +244,7 @@ def _checkin_touch(state: ServerState, seen: _Seen, now: dt.datetime) -> None:
             touch(conn, seen.device.pk, now)
 
 
-def _checkin_offer(state: ServerState, seen: _Seen, base: str, now: dt.datetime) -> Offer | None:
-    offer, device = seen.offer, seen.device
-    if offer is None:
-        state.metrics.checkins.inc("nothing")
-        return None
-    state.metrics.checkins.inc("offer")
+def _offer_model(state: ServerState, offer: OfferRef, base: str, nonce: str) -> Offer:
     files = _release_files(state, offer.release_id)
 
     def url(sha: str) -> str:
@@ -226,8 +274,38 @@ def _checkin_offer(state: ServerState, seen: _Seen, base: str, now: dt.datetime)
             if f.kind == "payload"
         ],
         report_url=f"{base}/device/v1/reports",
-        report_nonce=issue_nonce(state.nonce_secret, device.pk, now.timestamp()).hex(),
+        report_nonce=nonce,
     )
+
+
+def _checkin_offer(state: ServerState, seen: _Seen, base: str, now: dt.datetime) -> Offer | None:
+    offer, device = seen.offer, seen.device
+    if offer is None:
+        state.metrics.checkins.inc("nothing")
+        return None
+    state.metrics.checkins.inc("offer")
+    nonce = issue_nonce(state.nonce_secret, device.pk, now.timestamp()).hex()
+    return _offer_model(state, offer, base, nonce)
+
+
+_OFFER_TAIL = b'"report_nonce":""}'
+
+
+def _offer_head(state: ServerState, offer: OfferRef, base: str) -> bytes:
+    """The JSON of an offer up to its nonce, the one part that differs between devices: the
+    same for every device of a campaign (a release and its files never change), serialised
+    once per process."""
+    memo = state.db.memo
+    key = ("offer", offer.campaign_id, offer.release_id, offer.manifest_digest, base)
+    head: bytes | None = memo.get(key)
+    if head is None:
+        text = _offer_model(state, offer, base, "").model_dump_json().encode()
+        assert text.endswith(_OFFER_TAIL)
+        head = text[: -len(_OFFER_TAIL)] + b'"report_nonce":"'
+        if len(memo) > 4096:
+            memo.clear()
+        memo[key] = head
+    return head
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,20 +330,17 @@ _FILES = (
     .where(ReleaseFile.release_id == bindparam("release_id"))
     .order_by(ReleaseFile.id)
 )
-_FILES_CACHE: dict[tuple[int, int], tuple[_File, ...]] = {}
-
-
 def _release_files(state: ServerState, release_id: int) -> tuple[_File, ...]:
-    """A release's files never change: read once per process (keyed by the state too, since
-    tests run several servers in one process)."""
-    key = (id(state), release_id)
-    files = _FILES_CACHE.get(key)
+    """A release's files never change: read once per process (and per database)."""
+    memo = state.db.memo
+    key = ("files", release_id)
+    files: tuple[_File, ...] | None = memo.get(key)
     if files is None:
         with state.db.connect() as conn:
             files = tuple(_File(*r) for r in conn.execute(_FILES, {"release_id": release_id}))
-        if len(_FILES_CACHE) > 4096:
-            _FILES_CACHE.clear()
-        _FILES_CACHE[key] = files
+        if len(memo) > 4096:
+            memo.clear()
+        memo[key] = files
     return files
 
 
@@ -296,16 +371,23 @@ async def download_route(sha256: str, request: Request, creds: Bearer) -> Respon
     except ValueError:
         raise HTTPException(404, "no such file") from None
     h = request.headers
-    kind, size, p, fd, first = await run_in_threadpool(
-        _download,
-        state,
-        token,
-        sha256,
-        h.get("range"),
-        h.get("if-range"),
-        h.get("if-none-match"),
-        request.method == "HEAD",
-    )
+    args = (h.get("range"), h.get("if-range"), h.get("if-none-match"), request.method == "HEAD")
+    if state.db.sqlite:
+        # SQLite: the look-up never waits (WAL); with nothing to write and a small file
+        # (read from the page cache, most likely), no worker thread at all
+        found = _authorise(state, token, sha256)
+        try:
+            if found[2] > INLINE_READ:
+                raise WriterBusy  # a large read: in a thread
+            kind, size, p, fd, first = _download(
+                state, token, sha256, *args, found=found, wait=False
+            )
+        except WriterBusy:
+            kind, size, p, fd, first = await state.db.run(
+                _download, state, token, sha256, *args, True, found
+            )
+    else:
+        kind, size, p, fd, first = await state.db.run(_download, state, token, sha256, *args)
     etag = f'"{sha256}"'
     headers = {**DOWNLOAD_HEADERS, "etag": etag}
     if p.status == 304:
@@ -326,26 +408,41 @@ async def download_route(sha256: str, request: Request, creds: Bearer) -> Respon
     )
 
 
-_AUTHORISED = (
-    select(ReleaseFile.kind, ReleaseFile.size, Deployment.id, Deployment.state, Campaign.id)
-    .join(Campaign, Campaign.release_id == ReleaseFile.release_id)
-    .join(Deployment, Deployment.campaign_id == Campaign.id)
-    .where(
-        ReleaseFile.sha256 == bindparam("sha256"),
-        Deployment.device_pk == bindparam("device_pk"),
-        Deployment.state != DeploymentState.PENDING.value,
-        Campaign.state != CampaignState.ABORTED.value,
-    )
-    .order_by(Campaign.id.desc())
-    .limit(1)
+_AUTHORISED = Sql(
+    """
+    SELECT f.kind, f.size, p.id, p.state, c.id
+    FROM release_files f
+    JOIN campaigns c ON c.release_id = f.release_id
+    JOIN deployments p ON p.campaign_id = c.id
+    WHERE f.sha256 = :sha256 AND p.device_pk = :device_pk
+      AND p.state <> 'pending' AND c.state <> 'aborted'
+    ORDER BY c.id DESC
+    LIMIT 1
+    """
+)
+_DOWNLOADING = Sql(
+    "UPDATE deployments SET state = 'downloading', downloading_at = :now"
+    " WHERE id = :dep AND state = 'offered'"
 )
 
 
-_DOWNLOADING = (
-    update(Deployment)
-    .where(Deployment.id == bindparam("dep"), Deployment.state == DeploymentState.OFFERED.value)
-    .values(state=DeploymentState.DOWNLOADING.value, downloading_at=bindparam("now"))
-)
+# bytes: on SQLite, a download this small is served without a worker thread (a read of the
+# page cache, most likely, and a write only if no other writer holds the lock)
+INLINE_READ = 256 << 10
+
+
+def _authorise(
+    state: ServerState, who: str | DeviceCaller, sha256: str
+) -> tuple[int, str, int, int, str, int]:
+    """The device, and the file's kind and size, its deployment and that deployment's state
+    and campaign (401 for an unknown token, 404 for a file not offered to this device)."""
+    with state.db.raw_read() as dbc:
+        device = _caller(dbc, who)
+        row = _AUTHORISED.first(dbc, {"sha256": sha256, "device_pk": device.pk})
+    if row is None:
+        raise HTTPException(404, "no such file for this device")
+    kind, size, dep_id, dep_state, campaign_id = row
+    return device.pk, str(kind), int(size), int(dep_id), str(dep_state), int(campaign_id)
 
 
 def _download(
@@ -357,23 +454,21 @@ def _download(
     if_none_match: str | None,
     head_only: bool,
     open_file: bool = True,
+    found: tuple[int, str, int, int, str, int] | None = None,
+    wait: bool = True,
 ) -> tuple[str, int, Plan, int | None, bytes]:
     """Only a file of a release offered to this very device, in a campaign that is not
     aborted; the first download moves the device from offered to downloading. In the same
     worker thread: open the blob and read its first chunk (one thread hop for a download of
-    up to a chunk)."""
-    with state.db.connect() as conn:
-        device = _caller(conn, who)
-        row = conn.execute(_AUTHORISED, {"sha256": sha256, "device_pk": device.pk}).first()
-    if row is None:
-        raise HTTPException(404, "no such file for this device")
-    kind, size, dep_id, dep_state, campaign_id = row
+    up to a chunk). ``found``: :func:`_authorise`, if the caller did it."""
+    device_pk, kind, size, dep_id, dep_state, campaign_id = (
+        found if found is not None else _authorise(state, who, sha256)
+    )
     if dep_state == DeploymentState.OFFERED:
         now = state.now()
-        with state.db.write_connection() as conn:
-            moved = conn.execute(_DOWNLOADING, {"dep": dep_id, "now": now})
-            if getattr(moved, "rowcount", 0) == 1:
-                event(conn, device.pk, now, "downloading", campaign_id, f"{kind} {sha256[:16]}...")
+        with state.db.write_connection(wait) as conn:
+            if _DOWNLOADING.rowcount(conn, {"dep": dep_id, "now": now}) == 1:
+                event(conn, device_pk, now, "downloading", campaign_id, f"{kind} {sha256[:16]}...")
     p = plan(int(size), f'"{sha256}"', range_header, if_range, if_none_match)
     if p.status in (304, 416) or not open_file:
         return str(kind), int(size), p, None, b""
@@ -425,7 +520,16 @@ async def _report(request: Request, who: str | DeviceCaller, response: Response)
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     raw = await request.body()
     try:
-        result = await run_in_threadpool(_ingest, state, who, ctype, raw)
+        if state.db.sqlite:
+            # SQLite: the look-up and the verification here (a read that never waits, and
+            # CPU), the write too when no other writer holds the lock, else in a thread
+            checked = _ingest_check(state, who, ctype, raw)
+            try:
+                result = _ingest_store(state, *checked, raw, False)
+            except WriterBusy:
+                result = await state.db.run(_ingest_store, state, *checked, raw, True)
+        else:
+            result = await state.db.run(_ingest, state, who, ctype, raw)
     except ReportRejected as exc:
         state.metrics.reports.inc("refused")
         log.info("report refused", extra=logs.fields(reason=exc.message))
@@ -439,10 +543,59 @@ async def _report(request: Request, who: str | DeviceCaller, response: Response)
     return result
 
 
+_UNFINISHED_STATES = ", ".join(f"'{s.value}'" for s in DeploymentState if not s.terminal)
+_BUSY = Sql(
+    f"""
+    SELECT id FROM deployments
+    WHERE campaign_id = :campaign_id AND wave <= :wave AND state IN ({_UNFINISHED_STATES})
+    LIMIT 1
+    """
+)
+
+
+def _progress_after(
+    conn: Connection,
+    campaign_id: int,
+    now: dt.datetime,
+    failed: bool,
+    known: tuple[str, int, float] | None,
+    busy: bool | None = None,
+) -> None:
+    """``campaigns.progress_after``, with its first look done here for a success: with the
+    campaign not running, or a device of its open waves still unfinished (with the default
+    ``advance_at`` of 1), nothing can change. The look-up names the unfinished states, an
+    index condition: naming the finished ones (NOT IN) only filters, and PostgreSQL then
+    reads every finished deployment of the campaign, on every report. ``busy``: that
+    look-up's answer, if the caller has it."""
+    running = known is not None and known[0] == CampaignState.RUNNING
+    if not failed and running and known is not None and known[2] >= 1.0 and busy is None:
+        # not looked up with the writes
+        busy = _BUSY.first(conn, {"campaign_id": campaign_id, "wave": known[1]}) is not None
+    if _settled(failed, known, busy):
+        return
+    camp.progress_after(conn, campaign_id, now, failed=failed, known=known)
+
+
+def _settled(failed: bool, known: tuple[str, int, float] | None, busy: bool | None) -> bool:
+    """Whether a report's outcome certainly leaves its campaign as it is: a success, with
+    the campaign not running, or with a device of its open waves unfinished (and the
+    default ``advance_at`` of 1)."""
+    if failed or known is None:
+        return False
+    return known[0] != CampaignState.RUNNING or (known[2] >= 1.0 and busy is True)
+
+
 def _ingest(state: ServerState, who: str | DeviceCaller, ctype: str, raw: bytes) -> ReportAccepted:
+    return _ingest_store(state, *_ingest_check(state, who, ctype, raw), raw, True)
+
+
+def _ingest_check(
+    state: ServerState, who: str | DeviceCaller, ctype: str, raw: bytes
+) -> tuple[DeviceCaller, ParsedReport, dt.datetime]:
+    """Who sends it, and the report verified with that device's key."""
     now = state.now()
-    with state.db.connect() as conn:
-        device = _caller(conn, who)
+    with state.db.raw_read() as dbc:
+        device = _caller(dbc, who)
     if ctype not in ("application/cose", "application/octet-stream", "application/cbor"):
         raise HTTPException(415, "send the COSE_Sign1 as application/cose")
     if not raw:
@@ -459,18 +612,45 @@ def _ingest(state: ServerState, who: str | DeviceCaller, ctype: str, raw: bytes)
         ttl=state.settings.nonce_ttl,
         now=now.timestamp(),
     )
+    return device, parsed, now
+
+
+def _ingest_store(
+    state: ServerState,
+    device: DeviceCaller,
+    parsed: ParsedReport,
+    now: dt.datetime,
+    raw: bytes,
+    wait: bool,
+) -> ReportAccepted:
+    """Store a verified report and apply it (``wait``: see ``Database.write_connection``)."""
+    if not state.db.sqlite:
+        with state.db.raw_read() as dbc:
+            got = ingest_pg(dbc, device.pk, parsed, raw, now)
+        changes = not got.duplicate and got.campaign_id is not None
+        if changes and not _settled(not got.success, got.campaign, got.busy):
+            assert got.campaign_id is not None
+            with state.db.write_connection() as conn:
+                _progress_after(
+                    conn, got.campaign_id, now, not got.success, got.campaign, got.busy
+                )
+        return _accepted(device, got)
     try:
-        with state.db.write_connection() as conn:
+        with state.db.write_connection(wait) as conn:
             got = ingest(conn, device.pk, parsed, raw, now)
             if not got.duplicate and got.campaign_id is not None:
-                camp.progress_after(
-                    conn, got.campaign_id, now, failed=not got.success, known=got.campaign
+                _progress_after(
+                    conn, got.campaign_id, now, not got.success, got.campaign, got.busy
                 )
-    except IntegrityError:
+    except state.db.integrity_errors:
         # The same report arrived twice at once (PostgreSQL lets both transactions start):
         # the other one stored it; this one is the duplicate.
-        with state.db.write_connection() as conn:
+        with state.db.write_connection(wait) as conn:
             got = ingest(conn, device.pk, parsed, raw, now)
+    return _accepted(device, got)
+
+
+def _accepted(device: DeviceCaller, got: Ingested) -> ReportAccepted:
     if not got.duplicate:
         log.info(
             "report stored",

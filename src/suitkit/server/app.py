@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
 from fastapi import FastAPI, Request
@@ -46,16 +47,23 @@ def build_state(settings: Settings, clock: Clock = utc_now) -> ServerState:
     )
 
 
-def tick(state: ServerState) -> int:
+def tick(
+    state: ServerState, since: dt.datetime | None = None, now: dt.datetime | None = None
+) -> int:
     """One pass of the campaign ticker: re-evaluate every running campaign (wave advance,
-    automatic pause, completion). Returns how many changed."""
+    automatic pause, completion) and, given the time of the previous pass, note the campaigns
+    whose time window opened since (their devices are woken, with MQTT wake-ups on).
+    Returns how many changed."""
     changed = 0
+    now = state.now() if now is None else now
     with state.db.read() as s:
         ids = camp.running_campaign_ids(s)
     for cid in ids:
         with state.db.write() as s:
-            if camp.progress(s, cid, state.now()) is not None:
+            if camp.progress(s, cid, now) is not None:
                 changed += 1
+            if since is not None:
+                camp.note_window_opened(s, cid, since, now)
     return changed
 
 
@@ -70,12 +78,16 @@ async def _flusher(state: ServerState) -> None:
 
 
 async def _ticker(state: ServerState) -> None:
+    since = state.now()
     while True:
         await asyncio.sleep(state.settings.tick_interval)
+        now = state.now()
         try:
-            await run_in_threadpool(tick, state)
+            await run_in_threadpool(tick, state, since, now)
         except Exception:  # keep ticking; the next pass retries
             log.exception("campaign ticker failed")
+        else:
+            since = now
 
 
 async def _cancel(tasks: list[asyncio.Task[None]]) -> None:

@@ -80,6 +80,26 @@ def _offered(conn: Executor, campaign_id: int, first_wave: int, last_wave: int) 
         _log.exception("campaign offer hook failed")
 
 
+def note_window_opened(
+    conn: Executor, campaign_id: int, since: dt.datetime, now: dt.datetime
+) -> bool:
+    """A running campaign whose time window opened in ``(since, now]`` starts offering its
+    open waves without any change in the database: tell the offer hook (the ticker calls
+    this; each server process ticks, so with several workers the devices may be woken once
+    per worker, which costs them one check-in each)."""
+    row = conn.execute(
+        select(Campaign.state, Campaign.current_wave, Campaign.starts_at, Campaign.ends_at)
+        .where(Campaign.id == campaign_id)
+    ).first()
+    if row is None or row[0] != CampaignState.RUNNING or row[2] is None:
+        return False
+    starts_at = row[2] if row[2].tzinfo is not None else row[2].replace(tzinfo=now.tzinfo)
+    if not (since < starts_at <= now) or not in_window(now, starts_at, row[3]):
+        return False
+    _offered(conn, campaign_id, 0, row[1])
+    return True
+
+
 class CampaignError(ValueError):
     """A campaign request that cannot be carried out (answered with 422 or 409)."""
 

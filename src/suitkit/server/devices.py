@@ -27,6 +27,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    literal_column,
     select,
     update,
 )
@@ -34,6 +35,7 @@ from sqlalchemy.orm import Session
 
 from suitkit.cose.keys import CoseKey
 from suitkit.errors import SuitError
+from suitkit.server.db import Sql
 from suitkit.server.models import (
     Campaign,
     CampaignState,
@@ -251,6 +253,11 @@ class OfferRef:
 
 # The device API's hot paths run these statements, built once (building a statement costs
 # more than running it).
+# constants in the SQL text, not an expanding parameter (rendered again at each execution)
+_CANDIDATE_STATES: list[Any] = [
+    literal_column(f"'{s.value}'")
+    for s in (DeploymentState.PENDING, DeploymentState.OFFERED, DeploymentState.DOWNLOADING)
+]
 _OFFERS = (
     select(
         Deployment.id,
@@ -266,13 +273,7 @@ _OFFERS = (
     .join(Release, Release.id == Campaign.release_id)
     .where(
         Deployment.device_pk == bindparam("device_pk"),
-        Deployment.state.in_(
-            [
-                DeploymentState.PENDING.value,
-                DeploymentState.OFFERED.value,
-                DeploymentState.DOWNLOADING.value,
-            ]
-        ),
+        Deployment.state.in_(_CANDIDATE_STATES),
         Campaign.state == CampaignState.RUNNING.value,
         Deployment.wave <= Campaign.current_wave,
     )
@@ -281,9 +282,15 @@ _OFFERS = (
 _TOUCH = update(Device).where(Device.id == bindparam("pk")).values(last_seen_at=bindparam("now"))
 
 
-def touch(conn: Connection, device_pk: int, now: dt.datetime) -> None:
+_TOUCH_SQL = Sql("UPDATE devices SET last_seen_at = :now WHERE id = :pk")
+
+
+def touch(conn: Executor, device_pk: int, now: dt.datetime) -> None:
     """Record a check-in that changed nothing but the time."""
-    conn.execute(_TOUCH, {"pk": device_pk, "now": now})
+    if isinstance(conn, Connection):
+        _TOUCH_SQL.rowcount(conn, {"pk": device_pk, "now": now})
+    else:
+        conn.execute(_TOUCH, {"pk": device_pk, "now": now})
 
 
 class LastSeen:
@@ -312,11 +319,6 @@ class LastSeen:
         return len(batch)
 
 
-_CANDIDATE_STATES = [
-    DeploymentState.PENDING.value,
-    DeploymentState.OFFERED.value,
-    DeploymentState.DOWNLOADING.value,
-]
 # A check-in in one statement: the device by its token, and its deployments that could be
 # offered (the outer joins keep the device when there are none).
 _CHECKIN = (
@@ -354,10 +356,32 @@ _CHECKIN = (
 )
 
 
-def checkin_lookup(conn: Connection | Session, token: str) -> tuple[Any, list[Any]] | None:
+_CHECKIN_SQL = Sql(
+    """
+    SELECT d.id, d.device_id, d.vendor_id, d.class_id, d.report_key_pem, d.sequence_number,
+           d.manifest_digest, d.last_seen_at,
+           p.id, p.state, c.id, c.starts_at, c.ends_at, r.id, r.sequence_number,
+           r.manifest_digest, p.wave, c.current_wave
+    FROM devices d
+    LEFT OUTER JOIN deployments p
+      ON p.device_pk = d.id AND p.state IN ('pending', 'offered', 'downloading')
+    LEFT OUTER JOIN campaigns c ON c.id = p.campaign_id AND c.state = 'running'
+    LEFT OUTER JOIN releases r ON r.id = c.release_id
+    WHERE d.token_hash = :token_hash
+    """,
+    times=(7, 11, 12),
+)
+
+
+def checkin_lookup(conn: Any, token: str) -> tuple[Any, list[Any]] | None:
     """The device of ``token`` (the columns of ``auth.DeviceCaller``) and the rows
-    :func:`pick_offer` chooses from; None for an unknown token."""
-    rows = conn.execute(_CHECKIN, {"token_hash": token_hash(token)}).all()
+    :func:`pick_offer` chooses from; None for an unknown token. ``conn``: a DBAPI
+    connection (:meth:`Database.raw_read`), a ``Connection`` or a ``Session``."""
+    params = {"token_hash": token_hash(token)}
+    if isinstance(conn, Session):
+        rows: Sequence[Any] = conn.execute(_CHECKIN, params).all()
+    else:
+        rows = _CHECKIN_SQL.all(conn, params)
     if not rows:
         return None
     candidates = [
@@ -398,6 +422,10 @@ def pick_offer(
 Executor = Connection | Session  # both run Core statements
 
 _INSERT_EVENT = insert(DeviceEvent)
+_INSERT_EVENT_SQL = Sql(
+    "INSERT INTO device_events (device_pk, at, kind, campaign_id, detail)"
+    " VALUES (:device_pk, :at, :kind, :campaign_id, :detail)"
+)
 _DEVICE_STATE = select(Device.sequence_number).where(Device.id == bindparam("pk"))
 _SET_VERSION = (
     update(Device)
@@ -437,16 +465,31 @@ def event(
     detail: str | None,
 ) -> None:
     """Add an entry to the device's history."""
-    conn.execute(
-        _INSERT_EVENT,
-        {
-            "device_pk": device_pk,
-            "at": now,
-            "kind": kind,
-            "campaign_id": campaign_id,
-            "detail": detail,
-        },
-    )
+    params = {
+        "device_pk": device_pk,
+        "at": now,
+        "kind": kind,
+        "campaign_id": campaign_id,
+        "detail": detail,
+    }
+    if isinstance(conn, Connection):
+        _INSERT_EVENT_SQL.rowcount(conn, params)
+    else:
+        conn.execute(_INSERT_EVENT, params)
+
+
+_UNKNOWN: Any = object()
+_SAME_VERSION = Sql(
+    "UPDATE devices SET last_seen_at = :now WHERE id = :pk AND sequence_number = :seq"
+)
+_NEW_VERSION = Sql(
+    "UPDATE devices SET sequence_number = :seq, last_seen_at = :now"
+    " WHERE id = :pk AND (sequence_number IS NULL OR sequence_number <> :seq)"
+)
+_OFFER_SQL = Sql(
+    "UPDATE deployments SET state = 'offered', offered_at = :now"
+    " WHERE id = :dep AND state = 'pending'"
+)
 
 
 def record_checkin(
@@ -457,17 +500,26 @@ def record_checkin(
     *,
     offer: OfferRef | None,
     installed: Sequence[int],
+    known_sequence: int | None = _UNKNOWN,
 ) -> None:
     """Write what a check-in changed (in a write transaction): the device's version and
-    components, the deployments it shows installed, a first offer."""
-    old_seq = conn.execute(_DEVICE_STATE, {"pk": device_pk}).scalar()
-    seq = body.sequence_number if body.sequence_number is not None else old_seq
-    if seq != old_seq:
-        detail = f"runs sequence number {seq}"
-        if body.manifest_digest:
-            detail += f" ({body.manifest_digest})"
-        event(conn, device_pk, now, "version", None, detail)
-    conn.execute(_SET_VERSION, {"pk": device_pk, "seq": seq, "now": now})
+    components, the deployments it shows installed, a first offer. ``known_sequence``: the
+    sequence number the device had when the caller read it, if it did (this saves a read;
+    a change in between is still seen)."""
+    if body.sequence_number is None:
+        touch(conn, device_pk, now)
+    elif known_sequence is _UNKNOWN or not isinstance(conn, Connection):
+        _record_version(conn, device_pk, body, now)
+    else:
+        # One conditional update, expecting what the caller saw; if the row did not match
+        # (the version changed in between), the other one does.
+        expect_new = body.sequence_number != known_sequence
+        params = {"pk": device_pk, "seq": body.sequence_number, "now": now}
+        if (_NEW_VERSION if expect_new else _SAME_VERSION).rowcount(conn, params) != 1:
+            expect_new = not expect_new
+            (_NEW_VERSION if expect_new else _SAME_VERSION).rowcount(conn, params)
+        if expect_new:
+            _version_event(conn, device_pk, body, now, body.sequence_number)
     if body.manifest_digest is not None:
         conn.execute(_SET_DIGEST, {"pk": device_pk, "digest": body.manifest_digest})
     for comp in body.components:
@@ -497,8 +549,12 @@ def record_checkin(
     for dep_id in installed:
         finish(conn, dep_id, DeploymentState.INSTALLED, None, now, None, "check-in")
     if offer is not None and offer.first_offer:
-        moved = conn.execute(_OFFER, {"dep": offer.deployment_id, "now": now})
-        if getattr(moved, "rowcount", 0) == 1:
+        params = {"dep": offer.deployment_id, "now": now}
+        if isinstance(conn, Connection):
+            moved = _OFFER_SQL.rowcount(conn, params)
+        else:
+            moved = getattr(conn.execute(_OFFER, params), "rowcount", 0)
+        if moved == 1:
             event(
                 conn,
                 device_pk,
@@ -507,6 +563,87 @@ def record_checkin(
                 offer.campaign_id,
                 f"release {offer.release_id}, sequence number {offer.sequence_number}",
             )
+
+
+# PostgreSQL: the usual check-in's writes in one statement (data-modifying CTEs), atomic
+# on its own, so in autocommit: one round trip instead of BEGIN, two or three statements
+# and COMMIT. The same rules as record_checkin: the version and its history entry if it
+# changed, else the last-seen time; the first offer and its entry. ``v`` and ``s`` are
+# exclusive (one snapshot), so the device row is updated once.
+_PG_CHECKIN = Sql(
+    """
+    WITH v AS (
+      UPDATE devices SET sequence_number = CAST(:seq AS BIGINT), last_seen_at = :now,
+                         manifest_digest = COALESCE(CAST(:digest AS VARCHAR), manifest_digest)
+      WHERE id = :pk AND (sequence_number IS NULL OR sequence_number <> CAST(:seq AS BIGINT))
+      RETURNING id),
+    ve AS (
+      INSERT INTO device_events (device_pk, at, kind, campaign_id, detail)
+      SELECT id, :now, 'version', NULL, CAST(:version_detail AS TEXT) FROM v RETURNING id),
+    s AS (
+      UPDATE devices SET last_seen_at = :now,
+                         manifest_digest = COALESCE(CAST(:digest AS VARCHAR), manifest_digest)
+      WHERE id = :pk AND sequence_number = CAST(:seq AS BIGINT)
+      RETURNING id),
+    o AS (
+      UPDATE deployments SET state = 'offered', offered_at = :now
+      WHERE id = CAST(:dep AS INTEGER) AND state = 'pending'
+      RETURNING id),
+    oe AS (
+      INSERT INTO device_events (device_pk, at, kind, campaign_id, detail)
+      SELECT :pk, :now, 'offered', CAST(:campaign_id AS INTEGER), CAST(:offer_detail AS TEXT)
+      FROM o RETURNING id)
+    SELECT (SELECT count(*) FROM v) + (SELECT count(*) FROM s),
+           (SELECT count(*) FROM ve), (SELECT count(*) FROM oe)
+    """
+)
+
+
+def record_checkin_pg(
+    conn: Any, device_pk: int, body: CheckIn, now: dt.datetime, offer: OfferRef | None
+) -> None:
+    """:func:`record_checkin` in one statement on PostgreSQL, for a check-in that gives its
+    sequence number and no components, and shows no deployment installed (the usual one).
+    ``conn``: a pooled connection in autocommit (``Database.raw_read``)."""
+    assert body.sequence_number is not None and not body.components
+    first = offer if offer is not None and offer.first_offer else None
+    detail = f"runs sequence number {body.sequence_number}"
+    if body.manifest_digest:
+        detail += f" ({body.manifest_digest})"
+    _PG_CHECKIN.first(
+        conn,
+        {
+            "pk": device_pk,
+            "seq": body.sequence_number,
+            "digest": body.manifest_digest,
+            "now": now,
+            "version_detail": detail,
+            "dep": first.deployment_id if first else None,
+            "campaign_id": first.campaign_id if first else None,
+            "offer_detail": (
+                f"release {first.release_id}, sequence number {first.sequence_number}"
+                if first
+                else None
+            ),
+        },
+    )
+
+
+def _version_event(
+    conn: Executor, device_pk: int, body: CheckIn, now: dt.datetime, seq: int | None
+) -> None:
+    detail = f"runs sequence number {seq}"
+    if body.manifest_digest:
+        detail += f" ({body.manifest_digest})"
+    event(conn, device_pk, now, "version", None, detail)
+
+
+def _record_version(conn: Executor, device_pk: int, body: CheckIn, now: dt.datetime) -> None:
+    old_seq = conn.execute(_DEVICE_STATE, {"pk": device_pk}).scalar()
+    seq = body.sequence_number if body.sequence_number is not None else old_seq
+    if seq != old_seq:
+        _version_event(conn, device_pk, body, now, seq)
+    conn.execute(_SET_VERSION, {"pk": device_pk, "seq": seq, "now": now})
 
 
 _DEPLOYMENT = select(
@@ -524,6 +661,15 @@ _FINISH = (
 )
 
 
+_DEPLOYMENT_SQL = Sql(
+    "SELECT device_pk, campaign_id, state, reason FROM deployments WHERE id = :dep"
+)
+_FINISH_SQL = Sql(
+    "UPDATE deployments SET state = :state, reason = :reason, finished_at = :now,"
+    " report_id = COALESCE(:report_id, report_id) WHERE id = :dep"
+)
+
+
 def finish(
     conn: Executor,
     deployment_id: int,
@@ -536,25 +682,37 @@ def finish(
 ) -> bool:
     """Record a result for a deployment; returns whether its state changed. ``known``: its
     device, campaign, state and reason, if the caller read them."""
-    row = known if known is not None else conn.execute(_DEPLOYMENT, {"dep": deployment_id}).first()
+    core = isinstance(conn, Connection)
+    row = known
+    if row is None:
+        row = (
+            _DEPLOYMENT_SQL.first(conn, {"dep": deployment_id})
+            if core
+            else conn.execute(_DEPLOYMENT, {"dep": deployment_id}).first()
+        )
     if row is None:
         return False
     device_pk, campaign_id, old_state, old_reason = row
-    conn.execute(
-        _FINISH,
-        {
-            "dep": deployment_id,
-            "state": state.value,
-            "reason": reason,
-            "now": now,
-            "report_id": report_id,
-        },
-    )
+    params = {
+        "dep": deployment_id,
+        "state": state.value,
+        "reason": reason,
+        "now": now,
+        "report_id": report_id,
+    }
+    if core:
+        _FINISH_SQL.rowcount(conn, params)
+    else:
+        conn.execute(_FINISH, params)
     changed = old_state != state or old_reason != reason
     if changed:
-        detail = f"{state.value} ({source})" + (f": {reason}" if reason else "")
-        event(conn, device_pk, now, state.value, campaign_id, detail)
+        event(conn, device_pk, now, state.value, campaign_id, finish_detail(state, reason, source))
     return changed
+
+
+def finish_detail(state: DeploymentState, reason: str | None, source: str) -> str:
+    """The history entry of a deployment that finished (its kind: the state)."""
+    return f"{state.value} ({source})" + (f": {reason}" if reason else "")
 
 
 def device_uuid(text: str) -> str:
