@@ -8,6 +8,7 @@ each side's best batch (see side_by_side).
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import os
 import statistics
 import subprocess
@@ -196,7 +197,7 @@ def bench_cli() -> None:
 
 if __name__ == "__main__":
     print(
-        f"python {sys.version.split()[0]}, cbor2 {getattr(cbor2, '__version__', '?')}, "
+        f"python {sys.version.split()[0]}, cbor2 {importlib.metadata.version('cbor2')}, "
         f"{os.cpu_count()} cores"
     )
     bench_authenticate()

@@ -308,7 +308,9 @@ _UNFINISHED = (
     .where(
         Deployment.campaign_id == bindparam("campaign_id"),
         Deployment.wave <= bindparam("wave"),
-        Deployment.state.not_in([DeploymentState.INSTALLED.value, DeploymentState.FAILED.value]),
+        # named states, not "not in (installed, failed)": lets the (campaign, state) index
+        # skip the finished deployments, which are most of them late in a campaign
+        Deployment.state.in_([d.value for d in DeploymentState if not d.terminal]),
     )
     .limit(1)
 )
