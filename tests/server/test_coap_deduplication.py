@@ -53,8 +53,8 @@ async def _exchange(port: int, raw: bytes, answers: int) -> list[aiocoap.Message
 
 
 def _request(code: Any, mid: int) -> bytes:
-    m = aiocoap.Message(mtype=aiocoap.CON, code=code, mid=mid, uri_path=("r",))
-    m.token = b"\x01\x02"
+    m = aiocoap.Message(code=code, uri_path=("r",))
+    m.mtype, m.mid, m.token = aiocoap.CON, mid, b"\x01\x02"
     raw: bytes = m.encode()
     return raw
 

@@ -351,9 +351,8 @@ def _campaigns_of(conn: Connection, deployment_ids: list[int]) -> list[int]:
     return sorted(set(conn.execute(query).scalars()))
 
 
-@router.api_route(
+@router.get(
     "/files/{sha256}",
-    methods=["GET", "HEAD"],
     response_class=Response,
     responses={
         200: {"content": {"application/octet-stream": {}}},
@@ -406,6 +405,14 @@ async def download_route(sha256: str, request: Request, creds: Bearer) -> Respon
         MEDIA_TYPES.get(kind, "application/octet-stream"),
         request.method == "HEAD",
     )
+
+
+# HEAD: the same handler (headers only), kept out of the OpenAPI document, where it would be
+# a second operation with the same id
+router.add_api_route(
+    "/files/{sha256}", download_route, methods=["HEAD"], response_class=Response,
+    include_in_schema=False,
+)
 
 
 _AUTHORISED = Sql(
