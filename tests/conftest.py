@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -22,3 +23,21 @@ CLASS_ID = "1492af14-2569-5e48-bf42-9b2d51f2ab45"
 @pytest.fixture
 def vectors() -> Path:
     return VECTORS
+
+
+MQTT_BROKER = ("127.0.0.1", 1883)
+MQTT_URL = "mqtt://127.0.0.1:1883"
+
+
+def _mqtt_broker_answers() -> bool:
+    try:
+        with socket.create_connection(MQTT_BROKER, timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+#: the tests against the Mosquitto broker of this machine (``.ci/run`` starts it)
+needs_mqtt_broker = pytest.mark.skipif(
+    not _mqtt_broker_answers(), reason="no MQTT broker (Mosquitto) on 127.0.0.1:1883"
+)

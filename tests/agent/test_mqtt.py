@@ -17,23 +17,11 @@ from suitkit.agent.runner import GaveUp, run_agent
 from suitkit.agent.wakeup import listen, topic_for, wake_devices
 from suitkit.transport.api import Offer, OfferFile, ReportAck, TransportError
 from suitkit.transport.mqtt import MqttClient, MqttError, MqttUrl, _remaining_length
+from tests.conftest import MQTT_URL, needs_mqtt_broker
 
 from .helpers import new_device
 
-BROKER = ("127.0.0.1", 1883)
-URL = "mqtt://127.0.0.1:1883"
-
-
-def _broker_answers() -> bool:
-    try:
-        with socket.create_connection(BROKER, timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-needs_broker = pytest.mark.skipif(not _broker_answers(),
-                                  reason="no MQTT broker (Mosquitto) on 127.0.0.1:1883")
+URL = MQTT_URL
 
 
 def test_remaining_length_encoding() -> None:
@@ -65,7 +53,7 @@ def test_connection_refused_is_an_mqtt_error() -> None:
         asyncio.run(go())
 
 
-@needs_broker
+@needs_mqtt_broker
 def test_subscribe_and_publish_roundtrip() -> None:
     topic = f"suitkit/test/{uuid.uuid4()}"
 
@@ -103,7 +91,7 @@ class FakeApi:
         pass
 
 
-@needs_broker
+@needs_mqtt_broker
 def test_a_wake_up_makes_the_agent_check_in_at_once(tmp_path: Path) -> None:
     dev = new_device(tmp_path / "dev")
     device_id = str(dev.config.device_id)
@@ -171,7 +159,7 @@ def test_backoff_and_jitter_bounds() -> None:
     assert all(8.0 <= jittered(10.0, 0.2, r) <= 12.0 for _ in range(1000))
 
 
-@needs_broker
+@needs_mqtt_broker
 def test_the_server_hook_wakes_the_devices_a_campaign_may_offer_to(tmp_path: Path) -> None:
     """``wake_campaign`` over the server's own state: the pending devices of open waves."""
     from suitkit.server.app import build_state
@@ -215,7 +203,7 @@ def test_the_server_hook_wakes_the_devices_a_campaign_may_offer_to(tmp_path: Pat
         live.stop()
 
 
-@needs_broker
+@needs_mqtt_broker
 @pytest.mark.slow
 def test_serve_with_mqtt_url_wakes_a_running_agent_at_once(tmp_path: Path) -> None:
     """``suitkit serve --mqtt-url``, ``suitkit agent run --mqtt`` polling once an hour: a new

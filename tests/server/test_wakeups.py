@@ -21,25 +21,12 @@ from suitkit.server.app import tick
 from suitkit.server.config import ConfigError, Settings, load_settings
 from suitkit.server.wakeups import Wakeups
 from suitkit.transport.mqtt import MqttClient, wake_topic
+from tests.conftest import MQTT_URL, needs_mqtt_broker
 
 from .conftest import Device, Server, new_server
 from .test_campaigns import offered, report
 
-BROKER = ("127.0.0.1", 1883)
-URL = "mqtt://127.0.0.1:1883"
-
-
-def _broker_answers() -> bool:
-    try:
-        with socket.create_connection(BROKER, timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-needs_broker = pytest.mark.skipif(
-    not _broker_answers(), reason="no MQTT broker (Mosquitto) on 127.0.0.1:1883"
-)
+URL = MQTT_URL
 
 
 def _closed_port() -> int:
@@ -144,7 +131,7 @@ def waves(server: Server, campaign_id: int, devs: list[Device]) -> list[list[Dev
     return out
 
 
-@needs_broker
+@needs_mqtt_broker
 def test_creating_a_campaign_wakes_its_first_wave(
     mqtt_server: Server, listener: Listener
 ) -> None:
@@ -160,7 +147,7 @@ def test_creating_a_campaign_wakes_its_first_wave(
     assert wakeups(server).sent == 2 and wakeups(server).failed == 0
 
 
-@needs_broker
+@needs_mqtt_broker
 def test_a_wave_opened_by_reports_wakes_the_next_wave(
     mqtt_server: Server, listener: Listener
 ) -> None:
@@ -178,7 +165,7 @@ def test_a_wave_opened_by_reports_wakes_the_next_wave(
     assert sorted(listener.woken(second)) == sorted(d.device_id for d in second)
 
 
-@needs_broker
+@needs_mqtt_broker
 def test_resume_and_advance_wake_pause_does_not(mqtt_server: Server, listener: Listener) -> None:
     server = mqtt_server
     devs = server.register(4)
@@ -202,7 +189,7 @@ def test_resume_and_advance_wake_pause_does_not(mqtt_server: Server, listener: L
     assert sorted(again) == sorted(d.device_id for d in devs)
 
 
-@needs_broker
+@needs_mqtt_broker
 def test_a_rolled_back_change_wakes_nobody(mqtt_server: Server, listener: Listener) -> None:
     server = mqtt_server
     devs = server.register(2)
@@ -219,7 +206,7 @@ def test_a_rolled_back_change_wakes_nobody(mqtt_server: Server, listener: Listen
     assert listener.quiet(second) and w.sent == 1
 
 
-@needs_broker
+@needs_mqtt_broker
 def test_a_time_window_that_opens_wakes_the_open_waves(
     mqtt_server: Server, listener: Listener
 ) -> None:

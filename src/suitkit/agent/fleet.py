@@ -39,7 +39,8 @@ from typing import Any
 from suitkit.agent.backoff import Backoff, jittered
 from suitkit.agent.core import Agent, AgentHooks, CycleResult, running_version
 from suitkit.agent.faults import DeviceFaults, FaultSpec, FaultyApi
-from suitkit.agent.state import AgentState, atomic_write
+from suitkit.agent.state import AgentState
+from suitkit.files import atomic_write, write_all
 from suitkit.transport.api import DeviceApi, TransportError, Unauthorized
 
 __all__ = [
@@ -372,9 +373,7 @@ def _remove_tree(path: str) -> None:
 def _write(path: str, data: bytes, mode: int) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+        write_all(fd, data)
     finally:
         os.close(fd)
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from suitkit.files import atomic_write
+from suitkit.files import atomic_write, write_all
 from suitkit.transport.api import Offer
 
 __all__ = ["AgentConfig", "AgentState", "Counters", "atomic_write", "write_file"]
@@ -139,9 +139,7 @@ def write_file(path: str | Path, data: bytes, *, durable: bool = True) -> None:
     tmp = f"{path}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+        write_all(fd, data)
     finally:
         os.close(fd)
     os.replace(tmp, path)

@@ -68,23 +68,9 @@ def committed_targets(
 
 
 def campaign_targets(state: ServerState, campaign_id: int) -> list[str]:
-    """The devices a campaign would offer its update to at their next check-in: pending
-    deployments of its open waves, while it runs."""
-    with state.db.read() as s:
-        c = s.get(Campaign, campaign_id)
-        if c is None or c.state != CampaignState.RUNNING:
-            return []
-        return list(
-            s.scalars(
-                select(Device.device_id)
-                .join(Deployment, Deployment.device_pk == Device.id)
-                .where(
-                    Deployment.campaign_id == campaign_id,
-                    Deployment.state == DeploymentState.PENDING,
-                    Deployment.wave <= c.current_wave,
-                )
-            )
-        )
+    """The devices a campaign offers its update to at their next check-in: the unfinished
+    devices of its open waves, while it runs and inside its time window."""
+    return committed_targets(state, campaign_id, 0, 0) or []
 
 
 async def wake_campaign(state: ServerState, campaign_id: int, url: str) -> int:
