@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -129,6 +130,12 @@ def test_several_workers_share_the_coap_port(tmp_path: Path) -> None:
     port = free_udp_port()
     live = _start(data, port, "--workers", "2")
     try:
+        # HTTP answers once one worker is up; the other may still be starting (a loaded
+        # machine): wait until both listen on CoAP, so that both take part
+        deadline = time.monotonic() + 60
+        while live.log.read_text().count("CoAP device API listening") < 2:
+            assert time.monotonic() < deadline, live.log.read_text()
+            time.sleep(0.1)
         devices = _setup(live, data, 6)
         url = f"coap://127.0.0.1:{port}"
 
