@@ -224,3 +224,37 @@ def test_verify_fast_path_imports_no_heavy_modules() -> None:
     )
     assert "OK: authentic manifest" in r.stdout, r.stderr
     assert "HEAVY []" in r.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "parsed"),
+    [
+        (["e.suit", "--key", "k"], ("e.suit", ["k"], [], False)),
+        (["--key=k", "e.suit", "--json"], ("e.suit", ["k"], [], True)),
+        (
+            ["e.suit", "--key", "a", "--key", "b", "--severed", "s", "--severed=t"],
+            ("e.suit", ["a", "b"], ["s", "t"], False),
+        ),
+        # everything else goes to typer, which reports the usage error
+        (["e.suit"], None),
+        (["--key", "k"], None),
+        (["e.suit", "--key"], None),
+        (["e.suit", "--key="], None),
+        (["e.suit", "f.suit", "--key", "k"], None),
+        (["e.suit", "--key", "k", "--keys", "x"], None),
+        (["e.suit", "--key", "k", "--"], None),
+        (["-", "--key", "k"], None),
+    ],
+)
+def test_fast_verify_parses_exactly_the_verify_options(
+    args: list[str], parsed: tuple[str, list[str], list[str], bool] | None
+) -> None:
+    from suitkit.cli.entry import _verify_args
+
+    assert _verify_args(args) == parsed
+
+
+def test_fast_verify_usage_errors_get_typers_message(workdir: Path) -> None:
+    r = run("verify", VECTORS / "example1.suit", cwd=workdir)  # no --key
+    assert r.returncode == 2
+    assert "--key" in r.stderr and "Traceback" not in r.stderr

@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import secrets
 import sys
 import threading
 from collections.abc import Iterator, Mapping
@@ -402,7 +401,7 @@ class CoseKey:
                 alg,
                 None,
                 None,
-                secrets.token_bytes(_SYMMETRIC_LEN[alg]),
+                os.urandom(_SYMMETRIC_LEN[alg]),
             )
         if alg in _ECDH_ALGS:
             crv = CoseCurve.P_256 if curve is None else CoseCurve(curve)

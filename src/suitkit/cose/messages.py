@@ -23,7 +23,7 @@ Without a kid, every trusted key whose type fits the algorithm is tried.
 
 from __future__ import annotations
 
-import secrets
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -1135,7 +1135,7 @@ def mac(
         key = (
             mac_key
             if mac_key is not None
-            else CoseKey(CoseKeyType.SYMMETRIC, None, None, None, None, secrets.token_bytes(32))
+            else CoseKey(CoseKeyType.SYMMETRIC, None, None, None, None, os.urandom(32))
         )
     check_key(key, alg, private=True)
     cose_recipients: list[list[Any]] = []
