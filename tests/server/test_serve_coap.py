@@ -186,3 +186,37 @@ def test_coap_port_setting(tmp_path: Path) -> None:
     # handed to the workers (serve --workers N) like every setting
     assert Settings(coap_port=5683).env()["SUITKIT_COAP_PORT"] == "5683"
     assert "SUITKIT_COAP_PORT" not in Settings().env()
+
+
+@pytest.mark.slow
+def test_the_coap_server_runs_as_a_process_of_its_own_beside_serve(tmp_path: Path) -> None:
+    """``python -m suitkit.transport.coap_server --data DIR --port P``: the same device API,
+    on the same database and blobs as a ``suitkit serve`` without ``--coap-port``."""
+    data = tmp_path / "data"
+    live = LiveServer(data, trust=AUTHOR_PUB)
+    live.start(timeout=60)
+    port = free_udp_port()
+    log = tmp_path / "coap.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "suitkit.transport.coap_server", "--data", str(data),
+             "--host", "127.0.0.1", "--port", str(port)],
+            stdout=out, stderr=subprocess.STDOUT,
+        )
+    try:
+        [(dev_id, token)] = _setup(live, data, 1)
+        deadline = time.monotonic() + 60
+        while udp_port_free(port):  # listening once the port is taken
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        url = f"coap://127.0.0.1:{port}"
+        offer, envelope = asyncio.run(_checkin(url, dev_id, token, tmp_path))
+        assert offer.envelope.url.startswith(f"{url}/device/v1/files/")
+        assert len(envelope) == offer.envelope.size
+        with pytest.raises(Unauthorized):
+            asyncio.run(_checkin(url, dev_id, "skd_wrong", tmp_path))
+    finally:
+        proc.terminate()
+        proc.wait(20)
+        live.stop()
+    assert "Traceback" not in log.read_text()
