@@ -38,6 +38,17 @@ def openssl(*args: str | Path, check: bool = True) -> subprocess.CompletedProces
     return r
 
 
+def openssl_verify(
+    pkg: Path, ca_file: Path, *, out: Path | None = None, check: bool = True
+) -> subprocess.CompletedProcess[bytes]:
+    """`openssl cms -verify -inform DER -binary -in PKG -CAfile CA [-out OUT]`: issue #4's check."""
+    extra: tuple[str | Path, ...] = ("-out", out) if out is not None else ()
+    return openssl(
+        "cms", "-verify", "-inform", "DER", "-binary", "-in", pkg, "-CAfile", ca_file, *extra,
+        check=check,
+    )
+
+
 def write_pki(p: Pki, tmp_path: Path) -> dict[str, Path]:
     paths = {name: tmp_path / f"{name}.pem" for name in ("ca_cert", "leaf_cert", "leaf_key")}
     for name, path in paths.items():
@@ -115,19 +126,7 @@ def test_openssl_verifies_a_suitkit_package_and_returns_the_firmware(
     pkg = tmp_path / "pkg.der"
     pkg.write_bytes(build_package(fw, spec(description="interop"), p.signer))
     out = tmp_path / "out.bin"
-    r = openssl(
-        "cms",
-        "-verify",
-        "-inform",
-        "DER",
-        "-binary",
-        "-in",
-        pkg,
-        "-CAfile",
-        paths["ca_cert"],
-        "-out",
-        out,
-    )
+    r = openssl_verify(pkg, paths["ca_cert"], out=out)
     assert b"Verification successful" in r.stderr
     assert out.read_bytes() == fw
 
@@ -139,18 +138,7 @@ def test_openssl_rejects_a_tampered_suitkit_package(tmp_path: Path, pki: Pki) ->
     data[data.index(fw[:32]) + 5] ^= 1
     pkg = tmp_path / "pkg.der"
     pkg.write_bytes(bytes(data))
-    r = openssl(
-        "cms",
-        "-verify",
-        "-inform",
-        "DER",
-        "-binary",
-        "-in",
-        pkg,
-        "-CAfile",
-        paths["ca_cert"],
-        check=False,
-    )
+    r = openssl_verify(pkg, paths["ca_cert"], check=False)
     assert r.returncode != 0
 
 
@@ -159,19 +147,7 @@ def _compressed_content_info(tmp_path: Path, pki: Pki, fw: bytes) -> Path:
     pkg = tmp_path / "pkg.der"
     pkg.write_bytes(build_package(fw, spec(compress=True), pki.signer))
     inner = tmp_path / "compressed.der"
-    openssl(
-        "cms",
-        "-verify",
-        "-inform",
-        "DER",
-        "-binary",
-        "-in",
-        pkg,
-        "-CAfile",
-        paths["ca_cert"],
-        "-out",
-        inner,
-    )
+    openssl_verify(pkg, paths["ca_cert"], out=inner)
     # the eContent is a CompressedData; `openssl cms -uncompress` reads a ContentInfo around it
     ci = tmp_path / "compressed-ci.der"
     ci.write_bytes(
